@@ -1,0 +1,44 @@
+# The two commands in the README: `make book` and `make test`. Both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NOTEBOOK_DIRS := chapters assignments solutions
+
+.PHONY: install book test lint unit notebooks book-smoke clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# pip's notes about absent local mirror folders are noise on most machines; errors still show.
+	$(BIN)/python -m pip install --quiet -e '.[book,dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(BIN)/python -c "import course_utils, torch, torchvision, jupyter_book, nbval"
+	touch $@
+
+install: $(STAMP)
+
+# The site, with the profile chosen by the hardware (quick on a CPU, full on a GPU) unless
+# COURSE_PROFILE says otherwise. Notebooks are executed and cached in _build/.
+book: install
+	$(BIN)/jupyter-book build . -W --keep-going
+
+lint: install
+	$(BIN)/ruff check .
+
+unit: install
+	COURSE_PROFILE=smoke $(BIN)/python -m pytest tests -q
+
+notebooks: install
+	COURSE_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
+		-p no:cacheprovider $(NOTEBOOK_DIRS)
+
+# The book build in the smoke profile, kept apart from `make book`'s cache so the two
+# profiles' outputs never mix.
+book-smoke: install
+	COURSE_PROFILE=smoke $(BIN)/jupyter-book build . -W --keep-going --path-output _build/smoke
+
+test: lint unit notebooks book-smoke
+
+clean:
+	rm -rf _build

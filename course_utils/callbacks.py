@@ -1,0 +1,53 @@
+"""Hooks into the training loop: the base class, and early stopping.
+
+A callback sees the :class:`~course_utils.history.History` after each epoch and may ask
+``fit`` to stop by returning True from ``on_epoch_end``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .history import History
+
+
+class Callback:
+    """Base class: override the hooks you need; each gets the run's History."""
+
+    def on_fit_start(self, history: History) -> None:
+        """Called once before the first epoch (``history.meta`` is filled in)."""
+
+    def on_epoch_end(self, history: History) -> bool | None:
+        """Called after each epoch's evaluation; return True to stop training."""
+        return None
+
+    def on_fit_end(self, history: History) -> None:
+        """Called once when training ends, however it ends."""
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    def __init__(self, monitor: str = "test_loss", patience: int = 3, min_delta: float = 0.0,
+                 mode: str | None = None) -> None:
+        if monitor not in History.METRICS:
+            raise ValueError(f"Unknown metric {monitor!r}; valid metrics are "
+                             f"{', '.join(History.METRICS)}.")
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+        self.mode = mode or ("max" if monitor.endswith("acc") else "min")
+        self.best = -math.inf if self.mode == "max" else math.inf
+        self.bad_epochs = 0
+
+    def on_epoch_end(self, history: History) -> bool:
+        value = getattr(history, self.monitor)[-1]
+        better = (value > self.best + self.min_delta if self.mode == "max"
+                  else value < self.best - self.min_delta)
+        if better:
+            self.best, self.bad_epochs = value, 0
+            return False
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience:
+            history.meta["stopped"] = (f"early stopping: {self.monitor} did not improve for "
+                                       f"{self.patience} epochs")
+            return True
+        return False

@@ -1,0 +1,126 @@
+"""Figures of training runs: a live plot that updates in place, and side-by-side curves.
+
+Every title carries the dataset's name, so a run on the offline stand-in says so on the figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+from .callbacks import Callback
+from .history import History
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where figures can be redrawn in place)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def _pyplot():
+    if not in_notebook() and matplotlib.get_backend().lower() not in ("agg", "pdf", "svg"):
+        matplotlib.use("Agg")  # plain scripts and tests have no screen
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _datasets(histories: Sequence[History]) -> str:
+    names = sorted({str(h.meta.get("dataset", "?")) for h in histories})
+    return ", ".join(names)
+
+
+def plot_histories(histories: History | Sequence[History],
+                   labels: Sequence[str] | None = None,
+                   metrics: Sequence[str] = ("loss", "acc"), title: str | None = None):
+    """Loss and accuracy curves (train dashed, test solid) of one or several runs side by side.
+
+    Returns the matplotlib figure; in a notebook it is displayed by the cell.
+    """
+    plt = _pyplot()
+    runs = [histories] if isinstance(histories, History) else list(histories)
+    labels = list(labels) if labels is not None else [h.label for h in runs]
+    if len(labels) != len(runs):
+        raise ValueError(f"got {len(labels)} labels for {len(runs)} histories")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for i, (run, name) in enumerate(zip(runs, labels, strict=True)):
+            color = colors[i % len(colors)]
+            epochs = range(1, len(run) + 1)
+            for split, style in (("train", "--"), ("test", "-")):
+                values = getattr(run, f"{split}_{metric}")
+                if metric == "acc":
+                    values = [100 * v for v in values]
+                ax.plot(epochs, values, style, color=color, marker="o", markersize=3,
+                        label=f"{name} ({split})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)" if metric == "acc" else metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title or f"Training curves -- {_datasets(runs)}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+class LivePlot(Callback):
+    """Redraws the training curves after every epoch.
+
+    In Jupyter the figure is updated in place (and the last drawing stays in the saved
+    notebook, so the rendered book shows it); in a plain script it prints one line per epoch.
+    """
+
+    def __init__(self, metrics: Sequence[str] = ("loss", "acc")) -> None:
+        self.metrics = tuple(metrics)
+        self._handle = None
+        self._notebook = in_notebook()
+        # In a script this callback prints the per-epoch lines, so fit() need not.
+        self.replaces_epoch_lines = not self._notebook
+
+    def on_fit_start(self, history: History) -> None:
+        self._handle = None
+
+    def on_epoch_end(self, history: History) -> None:
+        if not self._notebook:
+            print(history.epoch_line())
+            return None
+        from IPython.display import display
+
+        plt = _pyplot()
+        fig = plot_histories(history, metrics=self.metrics)
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+        plt.close(fig)
+        return None
+
+
+def plot_samples(data, n: int = 16, split: str = "train", columns: int = 8):
+    """A grid of the first ``n`` images of a split with their class names.
+
+    Images are shown as stored (before normalization and augmentation); the title names the
+    dataset, so the offline stand-in is labelled as such.
+    """
+    plt = _pyplot()
+    loader = data.train if split == "train" else data.test
+    images, labels = loader.images[:n].cpu(), loader.labels[:n].cpu()
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label in zip(axes.flat, images, labels, strict=False):
+        if image.shape[0] == 1:
+            ax.imshow(image[0].numpy(), cmap="gray_r" if data.key == "fashion_mnist" else "gray")
+        else:
+            ax.imshow(image.permute(1, 2, 0).numpy())
+        ax.set_title(data.classes[int(label)], fontsize=8)
+    fig.suptitle(f"{data.name} -- {split} split", fontsize=10)
+    fig.tight_layout()
+    return fig
