@@ -10,7 +10,6 @@ NOTEBOOK_DIRS := chapters assignments solutions
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	# pip's notes about absent local mirror folders are noise on most machines; errors still show.
 	$(BIN)/python -m pip install --quiet -e '.[book,dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
 	$(BIN)/python -c "import course_utils, torch, torchvision, jupyter_book, nbval"

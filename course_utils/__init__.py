@@ -21,6 +21,8 @@ _EXPORTS = {
     "fit": "train", "evaluate": "train", "TrainingDiverged": "train",
     "History": "history",
     "Callback": "callbacks", "EarlyStopping": "callbacks",
+    "flops_per_image": "measure", "Stopwatch": "measure", "PeakMemory": "measure",
+    "throughput": "measure", "mfu": "measure",
     "LivePlot": "plots", "plot_histories": "plots", "plot_samples": "plots",
 }
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from .data import Augment, ImageData, load_data
     from .device import autocast_dtype, device_summary, get_device
     from .history import History
+    from .measure import PeakMemory, Stopwatch, flops_per_image, mfu, throughput
     from .models import LeNet, count_parameters, get_model
     from .plots import LivePlot, plot_histories, plot_samples
     from .profile import Profile, get_profile

@@ -283,6 +283,8 @@ def load_data(
     device: torch.device | str | None = None,
     profile: Profile | str | None = None,
     eval_batch_size: int | None = None,
+    normalize: bool = True,
+    root: str | Path | None = None,
     allow_standin: bool = True,
     verbose: bool = True,
 ) -> ImageData:
@@ -291,6 +293,8 @@ def load_data(
     ``train_size``/``test_size`` default to the profile's caps; ``augment=True`` turns on
     random crop (4 px padding) and horizontal flip for training batches; ``resize`` scales
     images to ``resize x resize`` on the device (e.g. 96 for a ResNet on Fashion-MNIST).
+    ``normalize=False`` serves pixels in [0, 1] instead of standardizing each channel;
+    ``root`` reads (and downloads) the dataset there instead of in :func:`data_dir`.
     """
     key = dataset_key(name)
     spec = DATASETS[key]
@@ -300,7 +304,7 @@ def load_data(
 
     offline = os.environ.get("COURSE_OFFLINE", "") not in ("", "0")
     try:
-        raw = load_torchvision(spec, data_dir(), download=not offline)
+        raw = load_torchvision(spec, Path(root) if root else data_dir(), download=not offline)
         title, standin = spec.title, False
     except Exception as error:  # noqa: BLE001 - any failure to fetch means "use the stand-in"
         if not allow_standin:
@@ -318,6 +322,8 @@ def load_data(
     pixels = train_x.float().div(255).transpose(0, 1).reshape(train_x.shape[1], -1)
     mean = pixels.mean(dim=1).view(1, -1, 1, 1).to(device)
     std = pixels.std(dim=1).clamp_min(1e-3).view(1, -1, 1, 1).to(device)
+    if not normalize:
+        mean, std = torch.zeros_like(mean), torch.ones_like(std)
 
     if augment is True:
         augment = Augment()

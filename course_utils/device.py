@@ -67,13 +67,13 @@ def get_device(name: str | torch.device | None = None) -> torch.device:
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The reduced-precision dtype worth autocasting to on ``device``, or None for fp32.
 
-    bf16 on GPUs that support it (no loss scaling needed), fp16 on older GPUs and on MPS.
-    On the CPU we stay in fp32: bf16 autocast there is slower than fp32 on most laptops.
+    bf16 on GPUs that support it (no loss scaling needed), fp16 (with loss scaling in ``fit``)
+    on older GPUs. On the CPU we stay in fp32: bf16 autocast there is slower than fp32 on most
+    laptops. On Apple MPS too: fp16 there would need loss scaling, whose MPS support varies
+    across torch versions.
     """
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
     return None
 
 

@@ -91,9 +91,14 @@ def _sync(device: torch.device) -> None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
-             amp: bool = True, loss_fn: Callable | None = None) -> Metrics:
-    """Mean loss and accuracy of ``model`` over ``loader``, with one host sync at the end."""
+             amp: bool = True, loss_fn: Callable | None = None,
+             channels_last: bool | None = None) -> Metrics:
+    """Mean loss and accuracy of ``model`` over ``loader``, with one host sync at the end.
+
+    ``channels_last`` defaults to True on CUDA, matching ``fit``.
+    """
     device = get_device(device) if device is not None else next(model.parameters()).device
+    channels_last = device.type == "cuda" if channels_last is None else channels_last
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     dtype = autocast_dtype(device) if amp else None
     was_training = model.training
@@ -102,7 +107,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | No
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     for x, y in loader:
-        x, y = _to_device(x, y, device, device.type == "cuda")
+        x, y = _to_device(x, y, device, channels_last)
         with _autocast(device, dtype):
             out = model(x)
         loss_sum += loss_fn(out.float(), y) * len(y)
@@ -269,7 +274,8 @@ def fit(
             if sched is not None and scheduler_step == "epoch":
                 sched.step()
             eval_model = ema if ema is not None else step_model
-            test = evaluate(eval_model, test_loader, device, amp=amp, loss_fn=criterion)
+            test = evaluate(eval_model, test_loader, device, amp=amp, loss_fn=criterion,
+                            channels_last=channels_last)
             history.train_loss.append((loss_sum / seen).item())
             history.train_acc.append(correct.item() / seen)
             history.test_loss.append(test.loss)

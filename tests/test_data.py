@@ -137,3 +137,12 @@ def test_augment_applies_only_to_training_batches():
 def test_loader_rejects_float_images():
     with pytest.raises(ValueError, match="expected uint8 images"):
         DeviceLoader(torch.zeros(4, 1, 2, 2), torch.zeros(4), 2, torch.zeros(1), torch.ones(1))
+
+
+def test_root_argument_and_unnormalized_pixels(tmp_path):
+    make_fake_fashion_mnist(tmp_path / "elsewhere")
+    data = load_data("fashion_mnist", batch_size=100, root=tmp_path / "elsewhere",
+                     normalize=False, verbose=False)
+    assert not data.standin
+    x, _ = next(iter(data.train))
+    assert x.min().item() == 0.0 and 0.78 < x.max().item() <= 1.0  # pixels / 255
