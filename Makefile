@@ -24,6 +24,7 @@ book: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/python -m course_utils.assign --check  # committed assignments/ match solutions/
 
 unit: install
 	COURSE_PROFILE=smoke $(BIN)/python -m pytest tests -q
