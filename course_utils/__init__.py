@@ -21,6 +21,9 @@ _EXPORTS = {
     "fit": "train", "evaluate": "train", "TrainingDiverged": "train",
     "History": "history",
     "Callback": "callbacks", "EarlyStopping": "callbacks",
+    "get_surface": "surfaces", "run_optimizer": "surfaces", "make_scheduler": "optim",
+    "optimizer_playground": "widgets", "schedule_explorer": "widgets",
+    "plot_trajectories": "widgets",
     "flops_per_image": "measure", "Stopwatch": "measure", "PeakMemory": "measure",
     "throughput": "measure", "mfu": "measure",
     "LivePlot": "plots", "plot_histories": "plots", "plot_samples": "plots",
@@ -48,7 +51,10 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from .history import History
     from .measure import PeakMemory, Stopwatch, flops_per_image, mfu, throughput
     from .models import LeNet, count_parameters, get_model
+    from .optim import make_scheduler
     from .plots import LivePlot, plot_histories, plot_samples
     from .profile import Profile, get_profile
     from .seed import seed_everything
+    from .surfaces import get_surface, run_optimizer
     from .train import TrainingDiverged, evaluate, fit
+    from .widgets import optimizer_playground, plot_trajectories, schedule_explorer

@@ -41,7 +41,8 @@ def plot_histories(histories: History | Sequence[History],
                    metrics: Sequence[str] = ("loss", "acc"), title: str | None = None):
     """Loss and accuracy curves (train dashed, test solid) of one or several runs side by side.
 
-    Returns the matplotlib figure; in a notebook it is displayed by the cell.
+    Returns the matplotlib figure; in a notebook it shows as the cell's value (wrap it in
+    ``display(...)`` inside a loop or an ``if``).
     """
     plt = _pyplot()
     runs = [histories] if isinstance(histories, History) else list(histories)
@@ -66,6 +67,7 @@ def plot_histories(histories: History | Sequence[History],
         ax.legend(fontsize=8)
     fig.suptitle(title or f"Training curves -- {_datasets(runs)}", fontsize=11)
     fig.tight_layout()
+    plt.close(fig)  # shown once, as the returned value, not again by the inline backend
     return fig
 
 
@@ -123,4 +125,5 @@ def plot_samples(data, n: int = 16, split: str = "train", columns: int = 8):
         ax.set_title(data.classes[int(label)], fontsize=8)
     fig.suptitle(f"{data.name} -- {split} split", fontsize=10)
     fig.tight_layout()
+    plt.close(fig)  # shown once, as the returned value
     return fig

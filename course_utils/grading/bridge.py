@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch.optim import Optimizer
+
+from ..optim import TeachingOptimizer
 
 Rule = Callable[..., tuple[torch.Tensor, dict]]
 
@@ -31,7 +32,7 @@ def _apply(rule: Rule, param: torch.Tensor, grad: torch.Tensor, state: dict,
     return new_param
 
 
-class RuleOptimizer(Optimizer):
+class RuleOptimizer(TeachingOptimizer):
     """A ``torch.optim.Optimizer`` that applies ``rule`` to each parameter with a gradient.
 
     ``RuleOptimizer(model.parameters(), adam, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)``.
@@ -43,21 +44,12 @@ class RuleOptimizer(Optimizer):
         if "lr" not in hyper:
             raise ValueError("RuleOptimizer needs an lr (schedulers and fit() read it).")
         self.rule = rule
-        super().__init__(params, hyper)
+        super().__init__(params, **hyper)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            # Only the rule's own hyperparameters (schedulers add keys such as initial_lr).
-            hyper = {k: group[k] for k in self.defaults}
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.copy_(_apply(self.rule, p, p.grad, self.state[p], hyper))
-        return loss
+    def update(self, p: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
+        # Only the rule's own hyperparameters (schedulers add keys such as initial_lr).
+        hyper = {k: group[k] for k in self.defaults}
+        p.copy_(_apply(self.rule, p, g, state, hyper))
 
     def __repr__(self) -> str:
         return f"RuleOptimizer({getattr(self.rule, '__name__', self.rule)})"
