@@ -8,9 +8,9 @@ NOTEBOOK_DIRS := chapters assignments solutions
 
 .PHONY: install book test lint unit notebooks book-smoke clean
 
+# pip's notes about absent local mirror folders are filtered out; errors still show.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# pip's notes about absent local mirror folders are noise on most machines; errors still show.
 	$(BIN)/python -m pip install --quiet -e '.[book,dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
 	$(BIN)/python -c "import course_utils, torch, torchvision, jupyter_book, nbval"
 	touch $@
@@ -22,9 +22,10 @@ install: $(STAMP)
 book: install
 	$(BIN)/jupyter-book build . -W --keep-going
 
+# Also fails when the committed assignments/ differ from a fresh generation from solutions/.
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m course_utils.assign --check  # committed assignments/ match solutions/
+	$(BIN)/python -m course_utils.assign --check
 
 unit: install
 	COURSE_PROFILE=smoke $(BIN)/python -m pytest tests -q

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib
+from matplotlib.ticker import MaxNLocator
 
 from .callbacks import Callback
 from .history import History
@@ -62,6 +63,7 @@ def plot_histories(histories: History | Sequence[History],
                 ax.plot(epochs, values, style, color=color, marker="o", markersize=3,
                         label=f"{name} ({split})")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("accuracy (%)" if metric == "acc" else metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
