@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import statistics
-import struct
 import sys
 import tempfile
 import warnings
@@ -49,7 +48,14 @@ if str(REPO) not in sys.path:  # run as a script from anywhere, without installi
     sys.path.insert(0, str(REPO))
 
 from course_utils.callbacks import Callback  # noqa: E402
-from course_utils.data import DATASETS, data_dir, load_data, load_digits_standin  # noqa: E402
+from course_utils.data import (  # noqa: E402
+    DATASETS,
+    Splits,
+    data_dir,
+    load_data,
+    load_digits_standin,
+    write_mnist_format,
+)
 from course_utils.data import load_torchvision as _load_torchvision  # noqa: E402
 from course_utils.device import autocast_dtype, device_summary, get_device  # noqa: E402
 from course_utils.measure import (  # noqa: E402
@@ -121,27 +127,6 @@ class Config:
 # Data: idx files that torchvision's FashionMNIST class reads
 # --------------------------------------------------------------------------------------
 
-Splits = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def write_idx(path: Path, tensor: torch.Tensor) -> None:
-    """Write a uint8 tensor in the idx format of the MNIST family (big-endian header)."""
-    if tensor.dtype != torch.uint8:
-        raise ValueError(f"idx files here hold uint8 data, got {tensor.dtype}")
-    header = bytes([0, 0, 0x08, tensor.ndim]) + b"".join(struct.pack(">I", d)
-                                                          for d in tensor.shape)
-    path.write_bytes(header + tensor.contiguous().numpy().tobytes())
-
-
-def write_fashion_mnist(root: Path, splits: Splits) -> Path:
-    """Lay ``splits`` out as ``root/FashionMNIST/raw/*-ubyte`` so torchvision can read them."""
-    raw = root / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    train_x, train_y, test_x, test_y = splits
-    for prefix, x, y in (("train", train_x, train_y), ("t10k", test_x, test_y)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", x.reshape(-1, 28, 28))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y.to(torch.uint8))
-    return root
 
 
 def synthetic_fashion_mnist(n_train: int, n_test: int, seed: int = 0) -> Splits:
@@ -205,7 +190,7 @@ def make_dataset(root: Path, kind: str, n_train: int | None, n_test: int | None,
         label = "digits (offline stand-in for Fashion-MNIST)"
     else:
         raise ValueError(f"unknown data kind {kind!r}")
-    write_fashion_mnist(root, splits)
+    write_mnist_format(root, splits)
     pixels = splits[0].float().div(255)
     return Dataset(root, label, kind, len(splits[1]), len(splits[3]),
                    pixels.mean().item(), pixels.std().item())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,26 @@ def load_torchvision(spec: DatasetSpec, root: Path, download: bool) -> Splits:
             ds = cls(root=str(root), train=train, download=download)
             splits += [_as_uint8_nchw(ds.data), torch.as_tensor(ds.targets, dtype=torch.long)]
     return splits[0], splits[1], splits[2], splits[3]
+
+
+def write_idx(path: Path, tensor: torch.Tensor) -> None:
+    """Write a uint8 tensor in the idx format of the MNIST family (big-endian header)."""
+    if tensor.dtype != torch.uint8:
+        raise ValueError(f"idx files here hold uint8 data, got {tensor.dtype}")
+    header = bytes([0, 0, 0x08, tensor.ndim]) + struct.pack(f">{tensor.ndim}I", *tensor.shape)
+    path.write_bytes(header + tensor.contiguous().numpy().tobytes())
+
+
+def write_mnist_format(root: Path, splits: Splits, folder: str = "FashionMNIST") -> Path:
+    """Lay out 28x28 uint8 ``splits`` as ``root/folder/raw/*-ubyte``, the files torchvision's
+    MNIST-family classes read: a way to bring your own (or synthetic) data to ``load_data``."""
+    raw = Path(root) / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    train_x, train_y, test_x, test_y = splits
+    for prefix, x, y in (("train", train_x, train_y), ("t10k", test_x, test_y)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", x.reshape(-1, 28, 28))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y.to(torch.uint8))
+    return Path(root)
 
 
 def load_digits_standin(spec: DatasetSpec, test_fraction: float = 0.2) -> Splits:

@@ -77,6 +77,15 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return None
 
 
+def synchronize(device: torch.device | str | None = None) -> None:
+    """Wait until every kernel queued on ``device`` has finished (a no-op on the CPU)."""
+    device = get_device(device) if not isinstance(device, torch.device) else device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def device_name(device: torch.device) -> str:
     """A human-readable name for ``device`` (the GPU model, or the CPU's architecture)."""
     if device.type == "cuda":

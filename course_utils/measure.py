@@ -25,17 +25,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .device import get_device
-
-
-def synchronize(device: torch.device | str | None = None) -> None:
-    """Wait until every kernel queued on ``device`` has finished (a no-op on the CPU)."""
-    device = get_device(device) if not isinstance(device, torch.device) else device
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
+from .device import get_device, synchronize  # noqa: F401 - synchronize is part of this API
 
 # --------------------------------------------------------------------------------------
 # FLOPs

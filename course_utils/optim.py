@@ -210,13 +210,19 @@ def make_scheduler(name: str, optimizer: Optimizer, total: int, *, step_size: in
     raise ValueError(f"Unknown schedule {name!r}; valid schedules are {', '.join(SCHEDULES)}.")
 
 
-def schedule_lrs(name: str, total: int, lr: float = 0.1, **kwargs: Any) -> list[float]:
-    """The learning rate at each of ``total`` steps of a schedule (on a dummy optimizer)."""
+def scheduler_lrs(factory: Callable[[Optimizer], LRScheduler], total: int,
+                  lr: float = 0.1) -> list[float]:
+    """The learning rate ``factory(optimizer)`` sets at steps 0 .. total-1 (dummy optimizer)."""
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-    scheduler = make_scheduler(name, opt, total, **kwargs)
+    scheduler = factory(opt)
     lrs = []
     for _ in range(total):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         scheduler.step()
     return lrs
+
+
+def schedule_lrs(name: str, total: int, lr: float = 0.1, **kwargs: Any) -> list[float]:
+    """The learning rate at each of ``total`` steps of the schedule called ``name``."""
+    return scheduler_lrs(lambda opt: make_scheduler(name, opt, total, **kwargs), total, lr)

@@ -20,7 +20,7 @@ from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .callbacks import Callback
-from .device import autocast_dtype, device_summary, get_device
+from .device import autocast_dtype, device_summary, get_device, synchronize
 from .history import History
 from .profile import Profile, get_profile
 
@@ -80,13 +80,6 @@ def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_
     if channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, y.to(device, non_blocking=True)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 @torch.no_grad()
@@ -269,7 +262,7 @@ def fit(
                         return _finish(history, callbacks, bar)
                     if bar is not None:
                         bar.set_postfix(epoch=epoch + 1, loss=f"{running:.4f}")
-            _sync(device)
+            synchronize(device)
             train_seconds = time.perf_counter() - start
             if sched is not None and scheduler_step == "epoch":
                 sched.step()

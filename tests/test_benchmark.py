@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from course_utils.data import write_mnist_format
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "training_speed.py"
 
@@ -28,7 +30,7 @@ def test_idx_files_round_trip_through_torchvision(bench, tmp_path):
     import torchvision
 
     splits = bench.synthetic_fashion_mnist(20, 10)
-    bench.write_fashion_mnist(tmp_path, splits)
+    write_mnist_format(tmp_path, splits)
     train = torchvision.datasets.FashionMNIST(str(tmp_path), train=True)
     test = torchvision.datasets.FashionMNIST(str(tmp_path), train=False)
     assert torch.equal(train.data, splits[0][:, 0]) and torch.equal(train.targets, splits[1])

@@ -1,4 +1,3 @@
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -12,29 +11,22 @@ from course_utils.data import (
     load_data,
     random_crop,
     random_hflip,
+    write_mnist_format,
 )
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write an array in the IDX format torchvision's MNIST-family datasets read."""
-    dtype_code = {np.uint8: 0x08}[array.dtype.type]
-    header = struct.pack(">HBB", 0, dtype_code, array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.tobytes())
-
-
 def make_fake_fashion_mnist(root: Path, n_train: int = 300, n_test: int = 100) -> None:
-    raw = root / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
+    """Small learnable data in torchvision's on-disk format (class k: a bright bar at row 2k)."""
     rng = np.random.default_rng(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
+    splits = []
+    for n in (n_train, n_test):
         labels = (np.arange(n) % 10).astype(np.uint8)
         images = np.zeros((n, 28, 28), dtype=np.uint8)
-        for i, label in enumerate(labels):  # class k: a bright square at row 2k
+        for i, label in enumerate(labels):
             images[i, 2 * label:2 * label + 6, 4:24] = 200 + rng.integers(0, 55)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        splits += [torch.from_numpy(images), torch.from_numpy(labels)]
     # torchvision looks for the extracted files only, so no .gz archives are needed
+    write_mnist_format(root, tuple(splits))
 
 
 def test_torchvision_path_reads_files_on_disk(tmp_path, monkeypatch, capsys):

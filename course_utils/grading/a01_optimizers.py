@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..optim import scheduler_lrs
 from .core import (
     Assignment,
     Case,
@@ -205,16 +206,9 @@ def _adam_cases(seed: int) -> list[Case]:
 def _lrs(make_scheduler: Callable[[torch.optim.Optimizer], Any], base_lr: float,
          n: int) -> list[float]:
     """The learning rate a torch scheduler sets at steps 0, 1, ..., n - 1."""
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SequentialLR's internal deprecation notices
-        scheduler = make_scheduler(opt)
-        lrs = []
-        for _ in range(n):
-            lrs.append(opt.param_groups[0]["lr"])
-            opt.step()
-            scheduler.step()
-    return lrs
+        return scheduler_lrs(make_scheduler, n, base_lr)
 
 
 def _schedule_case(fn_name: str, index: str, hyper: dict[str, Any], n: int,
