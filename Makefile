@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The site, with the profile chosen by the hardware (quick on a CPU, full on a GPU) unless
-# COURSE_PROFILE says otherwise. Notebooks are executed and cached in _build/.
+# COURSE_PROFILE says otherwise. Notebooks are executed and cached in _build/; progress bars
+# are off because a static page would show them frozen.
 book: install
-	$(BIN)/jupyter-book build . -W --keep-going
+	COURSE_PROGRESS=0 $(BIN)/jupyter-book build . -W --keep-going
 
 # Also fails when the committed assignments/ differ from a fresh generation from solutions/.
 lint: install
@@ -37,7 +38,8 @@ notebooks: install
 # The book build in the smoke profile, kept apart from `make book`'s cache so the two
 # profiles' outputs never mix.
 book-smoke: install
-	COURSE_PROFILE=smoke $(BIN)/jupyter-book build . -W --keep-going --path-output _build/smoke
+	COURSE_PROFILE=smoke COURSE_PROGRESS=0 $(BIN)/jupyter-book build . -W --keep-going \
+		--path-output _build/smoke
 
 test: lint unit notebooks book-smoke
 

@@ -326,7 +326,7 @@ def load_data(
     offline = os.environ.get("COURSE_OFFLINE", "") not in ("", "0")
     try:
         raw = load_torchvision(spec, Path(root) if root else data_dir(), download=not offline)
-        title, standin = spec.title, False
+        title, standin, classes = spec.title, False, spec.classes
     except Exception as error:  # noqa: BLE001 - any failure to fetch means "use the stand-in"
         if not allow_standin:
             raise
@@ -336,6 +336,7 @@ def load_data(
               f"OFFLINE STAND-IN -- numbers below are not {spec.title} results.")
         raw = load_digits_standin(spec)
         title, standin = f"digits (offline stand-in for {spec.title})", True
+        classes = tuple(str(d) for d in range(10))  # what the stand-in images really show
 
     train_x, train_y = _subset(raw[0], raw[1], train_size or profile.size(len(raw[1]), "train"))
     test_x, test_y = _subset(raw[2], raw[3], test_size or profile.size(len(raw[3]), "test"))
@@ -354,7 +355,7 @@ def load_data(
                          augment=augment or None, **common)
     test = DeviceLoader(test_x.to(device), test_y.to(device), eval_batch_size or 2 * batch_size,
                         **common)
-    data = ImageData(title, key, standin, spec.classes, train, test)
+    data = ImageData(title, key, standin, classes, train, test)
     if verbose:
         print(data.summary())
     return data

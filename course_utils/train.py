@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -149,7 +150,7 @@ def fit(
     grad_clip: float | None = None,
     ema_decay: float | None = None,
     callbacks: Sequence[Callback] = (),
-    progress: bool = True,
+    progress: bool | None = None,
     device: torch.device | str | None = None,
     profile: Profile | str | None = None,
     label: str | None = None,
@@ -170,6 +171,8 @@ def fit(
     - ``ema_decay``: also keep an exponential moving average of the weights
       (``torch.optim.swa_utils``); test metrics are then those of the averaged model, which is
       available afterwards as ``history.ema_model``.
+    - ``progress``: a tqdm progress bar; by default on, unless ``COURSE_PROGRESS=0`` (set by
+      the Makefile for book builds, where a static page would show the bar frozen at 0%).
     - ``on_divergence``: ``"raise"`` (``TrainingDiverged``) or ``"stop"`` (return the history,
       with ``meta["stopped"]`` saying why) when the loss becomes NaN or infinite.
 
@@ -311,7 +314,9 @@ def _finish(history: History, callbacks: Sequence[Callback], bar) -> History:
     return history
 
 
-def _progress_bar(total: int, enabled: bool, label: str):
+def _progress_bar(total: int, enabled: bool | None, label: str):
+    if enabled is None:
+        enabled = os.environ.get("COURSE_PROGRESS", "1") not in ("0", "")
     if not enabled:
         return None
     from tqdm.auto import tqdm

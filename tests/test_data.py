@@ -55,6 +55,7 @@ def test_offline_fallback_is_announced_and_labelled(monkeypatch, capsys):
     assert len(warnings) == 1 and "Fashion-MNIST is not available" in warnings[0]
     assert "Error downloading" in warnings[0]
     assert data.standin and data.name == "digits (offline stand-in for Fashion-MNIST)"
+    assert data.classes == tuple("0123456789")  # the stand-in's real labels, not clothing
     assert data.name in data.summary()
     assert data.image_shape == (1, 28, 28)
 

@@ -140,3 +140,15 @@ def test_history_round_trips_to_disk(tmp_path, digits):
     assert restored.summary() == history.summary()
     with pytest.raises(ValueError, match="Not a History"):
         History.from_dict({"loss": [1.0]})
+
+
+def test_progress_bar_follows_course_progress(monkeypatch):
+    from course_utils.train import _progress_bar
+
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    assert _progress_bar(10, None, "run") is None
+    monkeypatch.setenv("COURSE_PROGRESS", "1")
+    bar = _progress_bar(10, None, "run")
+    assert bar is not None and bar.total == 10
+    bar.close()
+    assert _progress_bar(10, False, "run") is None
