@@ -63,7 +63,7 @@ def plot_histories(histories: History | Sequence[History],
                 ax.plot(epochs, values, style, color=color, marker="o", markersize=3,
                         label=f"{name} ({split})")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlim(0.5, max(len(run) for run in runs) + 0.5)  # sensible even for one epoch
         ax.set_ylabel("accuracy (%)" if metric == "acc" else metric)
         ax.grid(alpha=0.3)
