@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from torch import nn
+
 from .history import History
 
 
@@ -26,24 +28,37 @@ class Callback:
 
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    With ``restore_best=model``, a copy of the model's weights is kept at every new best
+    epoch and loaded back when training ends, so the model is the best one seen, not the
+    last. ``history.meta["best_epoch"]`` records which epoch that was (1-based). Monitor a
+    validation split (``fit(model, data.validation(), ...)``), never the test split.
+    """
 
     def __init__(self, monitor: str = "test_loss", patience: int = 3, min_delta: float = 0.0,
-                 mode: str | None = None) -> None:
+                 mode: str | None = None, restore_best: nn.Module | None = None) -> None:
         if monitor not in History.METRICS:
             raise ValueError(f"Unknown metric {monitor!r}; valid metrics are "
                              f"{', '.join(History.METRICS)}.")
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = mode or ("max" if monitor.endswith("acc") else "min")
+        self.model = restore_best
+        self.on_fit_start(History())
+
+    def on_fit_start(self, history: History) -> None:
         self.best = -math.inf if self.mode == "max" else math.inf
-        self.bad_epochs = 0
+        self.bad_epochs, self.best_epoch, self.best_state = 0, 0, None
 
     def on_epoch_end(self, history: History) -> bool:
         value = getattr(history, self.monitor)[-1]
         better = (value > self.best + self.min_delta if self.mode == "max"
                   else value < self.best - self.min_delta)
         if better:
-            self.best, self.bad_epochs = value, 0
+            self.best, self.bad_epochs, self.best_epoch = value, 0, len(history)
+            if self.model is not None:
+                self.best_state = {k: v.detach().clone()
+                                   for k, v in self.model.state_dict().items()}
             return False
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
@@ -51,3 +66,8 @@ class EarlyStopping(Callback):
                                        f"{self.patience} epochs")
             return True
         return False
+
+    def on_fit_end(self, history: History) -> None:
+        history.meta["best_epoch"] = self.best_epoch
+        if self.model is not None and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)

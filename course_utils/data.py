@@ -262,6 +262,7 @@ class ImageData:
     classes: tuple[str, ...]
     train: DeviceLoader
     test: DeviceLoader
+    val: DeviceLoader | None = None  # carved from the training split by ``val_size``
 
     @property
     def num_classes(self) -> int:
@@ -281,8 +282,23 @@ class ImageData:
 
     def summary(self) -> str:
         c, h, w = self.image_shape
-        return (f"{self.name}: {self.train.num_samples:,} train / {self.test.num_samples:,} "
-                f"test images of {c}x{h}x{w}, {self.num_classes} classes, on {self.train.device}")
+        val = f"{self.val.num_samples:,} validation / " if self.val is not None else ""
+        return (f"{self.name}: {self.train.num_samples:,} train / {val}"
+                f"{self.test.num_samples:,} test images of {c}x{h}x{w}, {self.num_classes} "
+                f"classes, on {self.train.device}")
+
+    def validation(self) -> ImageData:
+        """The same data with the validation split in the ``test`` slot, for model selection.
+
+        ``fit`` evaluates on ``data.test`` after every epoch; hand it ``data.validation()``
+        when those scores drive a decision (early stopping, choosing a hyperparameter), so
+        that the real test split is touched once, at the very end. The name says so.
+        """
+        if self.val is None:
+            raise ValueError("This data has no validation split: load it with "
+                             "load_data(..., val_size=N).")
+        return ImageData(f"{self.name}, scored on the validation split", self.key,
+                         self.standin, self.classes, self.train, self.val, self.val)
 
 
 def _subset(images: torch.Tensor, labels: torch.Tensor, size: int):
@@ -304,6 +320,7 @@ def load_data(
     device: torch.device | str | None = None,
     profile: Profile | str | None = None,
     eval_batch_size: int | None = None,
+    val_size: int = 0,
     normalize: bool = True,
     root: str | Path | None = None,
     allow_standin: bool = True,
@@ -316,6 +333,9 @@ def load_data(
     images to ``resize x resize`` on the device (e.g. 96 for a ResNet on Fashion-MNIST).
     ``normalize=False`` serves pixels in [0, 1] instead of standardizing each channel;
     ``root`` reads (and downloads) the dataset there instead of in :func:`data_dir`.
+    ``val_size`` carves that many images out of the *training* split (a fixed shuffle, seed
+    1) as ``data.val``, before ``train_size`` caps what is left; the test split is never used
+    for it, and the normalization statistics come from the remaining training images only.
     """
     key = dataset_key(name)
     spec = DATASETS[key]
@@ -338,7 +358,16 @@ def load_data(
         title, standin = f"digits (offline stand-in for {spec.title})", True
         classes = tuple(str(d) for d in range(10))  # what the stand-in images really show
 
-    train_x, train_y = _subset(raw[0], raw[1], train_size or profile.size(len(raw[1]), "train"))
+    train_x, train_y = raw[0], raw[1]
+    if val_size:
+        if not 0 < val_size < len(train_y):
+            raise ValueError(f"val_size must be between 1 and {len(train_y) - 1} (the training "
+                             f"split has {len(train_y):,} images), got {val_size}.")
+        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(1))
+        val_x, val_y = train_x[order[:val_size]], train_y[order[:val_size]]
+        train_x, train_y = train_x[order[val_size:]], train_y[order[val_size:]]
+    train_x, train_y = _subset(train_x, train_y,
+                               train_size or profile.size(len(train_y), "train"))
     test_x, test_y = _subset(raw[2], raw[3], test_size or profile.size(len(raw[3]), "test"))
     # Per-channel statistics of the training images, computed rather than copied from a table.
     pixels = train_x.float().div(255).transpose(0, 1).reshape(train_x.shape[1], -1)
@@ -355,7 +384,9 @@ def load_data(
                          augment=augment or None, **common)
     test = DeviceLoader(test_x.to(device), test_y.to(device), eval_batch_size or 2 * batch_size,
                         **common)
-    data = ImageData(title, key, standin, classes, train, test)
+    val = (DeviceLoader(val_x.to(device), val_y.to(device), eval_batch_size or 2 * batch_size,
+                        **common) if val_size else None)
+    data = ImageData(title, key, standin, classes, train, test, val)
     if verbose:
         print(data.summary())
     return data
