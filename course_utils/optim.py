@@ -1,10 +1,14 @@
-"""The optimizers of the optimization chapter, written out, and learning-rate schedules by name.
+r"""The chapter's optimizers as ``torch.optim.Optimizer`` classes, and learning-rate schedules.
 
-Each teaching optimizer is a ``torch.optim.Optimizer`` whose whole idea is its ``update``
-method -- a few lines the chapter shows and explains. They plug into ``fit`` and into
-``surfaces.run_optimizer`` like any torch optimizer. In real training use ``torch.optim``
-(faster, fused kernels, weight decay, ...); ``tests/test_optim.py`` proves that these give
-the same iterates as their torch counterparts wherever the conventions match:
+The chapter's pages write each update rule out in a cell, where the reader can edit it, and
+check it there against ``torch.optim``. This module keeps what other code reuses: the
+optimizer playground (``widgets``) runs these classes, and the grader (``grading.bridge``)
+builds on :class:`TeachingOptimizer`. Symbols follow the book's Notation page: parameters
+$\theta$, learning rate $\eta$ (``lr``), momentum $\rho$, velocity $v$, squared-gradient
+average $s$, Adam's first moment $m$, decay rates $\beta_1, \beta_2$ (``betas``; RMSProp's
+$\beta_2$ is torch's ``alpha``). In real training use ``torch.optim`` (faster, fused
+kernels, weight decay, ...); ``tests/test_optim.py`` proves that these give the same iterates
+as their torch counterparts wherever the conventions match:
 
 ==============  ====================================================================
 ours            torch.optim equivalent
@@ -13,7 +17,7 @@ ours            torch.optim equivalent
 ``Momentum``    ``SGD(lr, momentum=rho)``
 ``Nesterov``    ``SGD(lr, momentum=rho, nesterov=True)``
 ``AdaGrad``     ``Adagrad(lr, eps=eps)`` (accumulator starts at 0, no lr decay)
-``RMSProp``     ``RMSprop(lr, alpha=decay, eps=eps)`` (eps outside the square root)
+``RMSProp``     ``RMSprop(lr, alpha=alpha, eps=eps)`` (eps outside the square root)
 ``Adam``        ``Adam(lr, betas, eps)`` (eps added after bias correction)
 ==============  ====================================================================
 """
@@ -58,7 +62,7 @@ class TeachingOptimizer(Optimizer):
 
 
 class SGD(TeachingOptimizer):
-    """Gradient descent: step against the gradient, ``x <- x - lr * g``."""
+    """Gradient descent: step against the gradient, ``theta <- theta - lr * g``."""
 
     def __init__(self, params: Iterable, lr: float = 0.01) -> None:
         super().__init__(params, lr=lr)
@@ -68,10 +72,10 @@ class SGD(TeachingOptimizer):
 
 
 class Momentum(TeachingOptimizer):
-    """SGD with momentum: a velocity ``v <- rho * v + g`` (from zero), then ``x <- x - lr * v``.
+    """SGD with momentum: velocity ``v <- rho * v + g`` (from 0), then ``theta <- theta - lr * v``.
 
-    This is torch's form. The "physics" form ``v <- rho * v - lr * g; x <- x + v`` gives the
-    same iterates as long as ``lr`` is constant (its velocity is ``-lr`` times this one).
+    This is torch's form. The physical form ``u <- rho * u - lr * g; theta <- theta + u`` gives
+    the same iterates as long as ``lr`` is constant (its velocity is ``u = -lr * v``).
     """
 
     def __init__(self, params: Iterable, lr: float = 0.01, rho: float = 0.9) -> None:
@@ -86,7 +90,7 @@ class Momentum(TeachingOptimizer):
 class Nesterov(TeachingOptimizer):
     """Nesterov momentum in the form used in practice (no gradient at a look-ahead point).
 
-    ``v <- rho * v + g`` and ``x <- x - lr * (g + rho * v)``: the step uses the velocity one
+    ``v <- rho * v + g`` and ``theta <- theta - lr * (g + rho * v)``: the step uses the velocity one
     step ahead. The chapter derives it from the look-ahead form by a change of variables.
     """
 
@@ -102,39 +106,40 @@ class Nesterov(TeachingOptimizer):
 class AdaGrad(TeachingOptimizer):
     """Per-coordinate steps: divide by the root of the *sum* of all squared gradients so far.
 
-    ``h <- h + g^2``, ``x <- x - lr * g / (sqrt(h) + eps)``. The sum only grows, so the
-    steps shrink toward zero.
+    ``s <- s + g^2``, ``theta <- theta - lr * g / (sqrt(s) + eps)``. The sum only grows, so
+    the steps shrink toward zero.
     """
 
     def __init__(self, params: Iterable, lr: float = 0.01, eps: float = 1e-10) -> None:
         super().__init__(params, lr=lr, eps=eps)
 
     def update(self, p, g, state, group):
-        h = state.setdefault("h", torch.zeros_like(p))
-        h.add_(g * g)
-        p.sub_(group["lr"] * g / (h.sqrt() + group["eps"]))
+        s = state.setdefault("s", torch.zeros_like(p))
+        s.add_(g * g)
+        p.sub_(group["lr"] * g / (s.sqrt() + group["eps"]))
 
 
 class RMSProp(TeachingOptimizer):
     """AdaGrad with a leaky sum: a running *mean* of squared gradients.
 
-    ``s <- decay * s + (1 - decay) * g^2``, ``x <- x - lr * g / (sqrt(s) + eps)``.
+    ``s <- alpha * s + (1 - alpha) * g^2``, ``theta <- theta - lr * g / (sqrt(s) + eps)``;
+    ``alpha`` is torch's name for the decay rate the book calls beta_2.
     """
 
-    def __init__(self, params: Iterable, lr: float = 0.01, decay: float = 0.99,
+    def __init__(self, params: Iterable, lr: float = 0.01, alpha: float = 0.99,
                  eps: float = 1e-8) -> None:
-        super().__init__(params, lr=lr, decay=decay, eps=eps)
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps)
 
     def update(self, p, g, state, group):
         s = state.setdefault("s", torch.zeros_like(p))
-        s.mul_(group["decay"]).add_((1 - group["decay"]) * g * g)
+        s.mul_(group["alpha"]).add_((1 - group["alpha"]) * g * g)
         p.sub_(group["lr"] * g / (s.sqrt() + group["eps"]))
 
 
 class Adam(TeachingOptimizer):
-    """Momentum (first moment ``m``) plus RMSProp (second moment ``v``), both bias-corrected.
+    """Momentum (first moment ``m``) plus RMSProp (second moment ``s``), both bias-corrected.
 
-    ``m`` and ``v`` start at zero, so early on they underestimate the gradient's mean and
+    ``m`` and ``s`` start at zero, so early on they underestimate the gradient's mean and
     mean square; dividing by ``1 - beta^t`` corrects that. ``bias_correction=False`` exists
     to show what goes wrong without it.
     """
@@ -147,15 +152,15 @@ class Adam(TeachingOptimizer):
     def update(self, p, g, state, group):
         beta1, beta2 = group["betas"]
         m = state.setdefault("m", torch.zeros_like(p))
-        v = state.setdefault("v", torch.zeros_like(p))
+        s = state.setdefault("s", torch.zeros_like(p))
         t = state["t"] = state.get("t", 0) + 1
         m.mul_(beta1).add_((1 - beta1) * g)
-        v.mul_(beta2).add_((1 - beta2) * g * g)
+        s.mul_(beta2).add_((1 - beta2) * g * g)
         if group["bias_correction"]:
-            m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+            m_hat, s_hat = m / (1 - beta1**t), s / (1 - beta2**t)
         else:
-            m_hat, v_hat = m, v
-        p.sub_(group["lr"] * m_hat / (v_hat.sqrt() + group["eps"]))
+            m_hat, s_hat = m, s
+        p.sub_(group["lr"] * m_hat / (s_hat.sqrt() + group["eps"]))
 
 
 TEACHING_OPTIMIZERS: dict[str, type[TeachingOptimizer]] = {

@@ -35,46 +35,50 @@ def plot_trajectories(surface: str | Surface, trajectories: Mapping[str, Traject
                       title: str | None = None, loss_panel: bool = True):
     """Contour plot of ``surface`` with each trajectory on it, and loss above the minimum.
 
-    ``trajectories`` maps a label to a :class:`~course_utils.surfaces.Trajectory`. Returns
-    the matplotlib figure (closed, so a notebook shows it exactly once).
+    ``trajectories`` maps a label to a :class:`~course_utils.surfaces.Trajectory`. The loss
+    panel sits *below* the contour plot and the figure is 5.6 inches wide, so both stay
+    readable at phone width (400 px). Paths are thin and the minimum is drawn on top of them.
+    Returns the matplotlib figure (closed, so a notebook shows it exactly once).
     """
     plt = _pyplot()
     surface = get_surface(surface)
-    ncols = 2 if loss_panel else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6.2 * ncols, 4.2), squeeze=False)
+    nrows = 2 if loss_panel else 1
+    fig, axes = plt.subplots(nrows, 1, figsize=(5.6, 3.6 * nrows), squeeze=False,
+                             height_ratios=[1.25, 1][:nrows])
     ax = axes[0, 0]
     X, Y, Z = (t.numpy() for t in surface.grid(200))
     gap = Z - Z.min()
     levels = Z.min() + np.geomspace(max(np.percentile(gap, 0.5), 1e-4), gap.max(), 18)
     ax.contourf(X, Y, Z, levels=levels, cmap="Blues_r", alpha=0.55, extend="both")
     ax.contour(X, Y, Z, levels=levels, colors="k", linewidths=0.4, alpha=0.35)
-    ax.plot(*surface.minimum, marker="*", color="gold", markersize=15, markeredgecolor="k",
-            linestyle="none", label="minimum")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, tr) in enumerate(trajectories.items()):
         color = COLORS.get(label, colors[i % len(colors)])
         pts = tr.points.numpy()
         name = f"{label} (diverged)" if tr.diverged else label
         # A diverging path shoots off the plot; draw it faintly, behind the others.
-        style = ({"alpha": 0.45, "linewidth": 0.8, "zorder": 1} if tr.diverged
-                 else {"linewidth": 1.3, "zorder": 2})
-        ax.plot(pts[:, 0], pts[:, 1], "-o", color=color, markersize=2.5, label=name, **style)
-        ax.plot(pts[0, 0], pts[0, 1], "ko", markersize=5)
+        style = ({"alpha": 0.45, "linewidth": 0.7, "zorder": 1} if tr.diverged
+                 else {"linewidth": 1.0, "zorder": 2, "alpha": 0.9})
+        ax.plot(pts[:, 0], pts[:, 1], "-o", color=color, markersize=1.6, label=name, **style)
+        ax.plot(pts[0, 0], pts[0, 1], "ko", markersize=4, zorder=3)
+    # The minimum last and on top, so that no path hides it.
+    ax.plot(*surface.minimum, marker="*", color="gold", markersize=14, markeredgecolor="k",
+            linestyle="none", label="minimum", zorder=10)
     (x0, x1), (y0, y1) = surface.bounds
-    ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="$x$", ylabel="$y$", title=surface.title)
+    ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel=r"$\theta_1$", ylabel=r"$\theta_2$",
+           title=surface.title)
     ax.legend(fontsize=8, loc="best")
     if loss_panel:
-        ax2 = axes[0, 1]
+        ax2 = axes[1, 0]
         for i, (label, tr) in enumerate(trajectories.items()):
             color = COLORS.get(label, colors[i % len(colors)])
             gap = (tr.losses - surface.min_loss).clamp_min(1e-16).numpy()
             ax2.semilogy(gap, color=color, label=label)
-        ax2.set(xlabel="step", ylabel="loss - minimum loss (log scale)",
-                title="loss above the minimum")
+        ax2.set(xlabel="step", ylabel="loss above the minimum")
         ax2.grid(alpha=0.3, which="both")
         ax2.legend(fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     plt.close(fig)
     return fig
@@ -84,7 +88,7 @@ def plot_schedules(names: Sequence[str] = SCHEDULES, total: int = 90, lr: float 
                    title: str | None = None, **kwargs: Any):
     """Learning rate against step for each named schedule (``optim.make_scheduler`` options)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
     for name in names:
         ax.plot(range(total), schedule_lrs(name, total, lr=lr, **kwargs), label=name,
                 linewidth=1.6)
@@ -148,8 +152,11 @@ class _Interactive:
 
 
 def optimizer_factory(name: str, lr: float, rho: float = 0.9, beta1: float = 0.9,
-                      beta2: float = 0.999, decay: float = 0.9):
-    """A factory for ``run_optimizer``: the teaching optimizer ``name`` with these settings."""
+                      beta2: float = 0.999, alpha: float = 0.9):
+    """A factory for ``run_optimizer``: the teaching optimizer ``name`` with these settings.
+
+    ``alpha`` is RMSProp's decay rate (torch's name; the book's $\\beta_2$ for RMSProp).
+    """
     if name not in TEACHING_OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {name!r}; valid names are "
                          f"{', '.join(TEACHING_OPTIMIZERS)}.")
@@ -158,7 +165,7 @@ def optimizer_factory(name: str, lr: float, rho: float = 0.9, beta1: float = 0.9
     if name in ("Momentum", "Nesterov"):
         extra = {"rho": rho}
     elif name == "RMSProp":
-        extra = {"decay": decay}
+        extra = {"alpha": alpha}
     elif name == "Adam":
         extra = {"betas": (beta1, beta2)}
     return partial(cls, lr=lr, **extra)
@@ -176,7 +183,7 @@ class OptimizerPlayground(_Interactive):
     def __init__(self, surface: str = "taco",
                  optimizers: Sequence[str] = ("SGD", "Momentum", "Adam"),
                  lr: float | None = None, adaptive_lr: float | None = None, rho: float = 0.9,
-                 beta1: float = 0.9, beta2: float = 0.999, decay: float = 0.9,
+                 beta1: float = 0.9, beta2: float = 0.999, alpha: float = 0.9,
                  steps: int = 100, noise: float = 0.0) -> None:
         import ipywidgets as W
 
@@ -199,8 +206,8 @@ class OptimizerPlayground(_Interactive):
             "beta1": slider(value=beta1, min=0.0, max=0.99, step=0.01, description="Adam beta1"),
             "beta2": slider(value=beta2, min=0.9, max=0.9999, step=0.0001,
                             readout_format=".4f", description="Adam beta2"),
-            "decay": slider(value=decay, min=0.5, max=0.999, step=0.001, readout_format=".3f",
-                            description="RMSProp decay"),
+            "alpha": slider(value=alpha, min=0.5, max=0.999, step=0.001, readout_format=".3f",
+                            description="RMSProp beta2"),
             "steps": W.IntSlider(value=steps, min=5, max=500, step=5, description="steps",
                                  style=style, continuous_update=False),
             "noise": slider(value=noise, min=0.0, max=2.0, step=0.05,
@@ -218,7 +225,7 @@ class OptimizerPlayground(_Interactive):
             W.HBox(list(self.checks.values())),
             W.HBox([c["lr"], c["rho"]]),
             W.HBox([c["adaptive_lr"], c["beta1"], c["beta2"]]),
-            W.HBox([c["decay"]]),
+            W.HBox([c["alpha"]]),
         ])
 
     def _surface_changed(self, change: dict) -> None:
@@ -243,7 +250,7 @@ class OptimizerPlayground(_Interactive):
         for name in s["optimizers"]:
             lr = s["adaptive_lr"] if name in ADAPTIVE else s["lr"]
             factory = optimizer_factory(name, lr, rho=s["rho"], beta1=s["beta1"],
-                                        beta2=s["beta2"], decay=s["decay"])
+                                        beta2=s["beta2"], alpha=s["alpha"])
             runs[name] = run_optimizer(s["surface"], factory, s["steps"], noise=s["noise"])
         return runs
 

@@ -21,7 +21,7 @@ PAIRS = [
     (optim.AdaGrad, {"lr": 0.1}, torch.optim.Adagrad, {"lr": 0.1}),
     (optim.AdaGrad, {"lr": 0.05, "eps": 1e-6}, torch.optim.Adagrad, {"lr": 0.05, "eps": 1e-6}),
     (optim.RMSProp, {"lr": 0.01}, torch.optim.RMSprop, {"lr": 0.01}),
-    (optim.RMSProp, {"lr": 0.003, "decay": 0.9, "eps": 1e-6}, torch.optim.RMSprop,
+    (optim.RMSProp, {"lr": 0.003, "alpha": 0.9, "eps": 1e-6}, torch.optim.RMSprop,
      {"lr": 0.003, "alpha": 0.9, "eps": 1e-6}),
     (optim.Adam, {"lr": 1e-3}, torch.optim.Adam, {"lr": 1e-3}),
     (optim.Adam, {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6}, torch.optim.Adam,
@@ -100,7 +100,7 @@ def test_adam_without_bias_correction_first_step_is_larger():
         opt.step()
         steps[flag] = abs(0.1 - p.item())
     assert steps[True] == pytest.approx(1e-3, rel=1e-4)
-    # m = 0.1 g, v = 0.001 g^2: the step is lr * 0.1 / sqrt(0.001) = 3.16 lr
+    # m = 0.1 g, s = 0.001 g^2: the step is lr * 0.1 / sqrt(0.001) = 3.16 lr
     assert steps[False] == pytest.approx(1e-3 * 0.1 / 0.001**0.5, rel=1e-3)
 
 

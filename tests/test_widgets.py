@@ -78,3 +78,17 @@ def test_schedule_explorer_and_plot():
     assert len(plot_schedules(total=20).axes[0].get_lines()) == 7
     with pytest.raises(ValueError, match="valid schedules are"):
         schedule_explorer(("linear",))
+
+
+def test_trajectory_figure_fits_a_phone_and_keeps_the_minimum_visible():
+    runs = {name: run_optimizer("rosenbrock", optimizer_factory(name, 0.01), 50)
+            for name in ("SGD", "Momentum", "Nesterov")}
+    fig = plot_trajectories("rosenbrock", runs)
+    contour, losses = fig.axes[:2]
+    assert fig.get_figwidth() <= 6  # readable when scaled down to 400 px
+    assert losses.get_position().y1 < contour.get_position().y0  # stacked, not side by side
+    star = [line for line in contour.get_lines() if line.get_label() == "minimum"]
+    assert len(star) == 1
+    assert star[0].get_zorder() > max(line.get_zorder() for line in contour.get_lines()
+                                      if line is not star[0])
+    assert contour.get_xlabel() == r"$\theta_1$"
