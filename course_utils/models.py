@@ -1070,17 +1070,19 @@ def plain_cnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
               groups: int = 4) -> nn.Sequential:
     """``depth`` 3x3 convolutions of ``width`` channels, each conv -> norm -> ReLU, no shortcuts.
 
-    The first convolution has stride 2 (28x28 inputs are processed at 14x14), then global
-    average pooling and one linear classifier. With a normalization layer the convolutions
-    have no bias: the normalization's shift ``beta`` takes its place. Chapter 2 trains it with
-    and without batch normalization; ``image_size`` is accepted for a uniform signature.
+    The first convolution and those at one and two thirds of the depth have stride 2 (28x28
+    inputs are processed at 14x14, 7x7 and 4x4), then global average pooling and one linear
+    classifier. With a normalization layer the convolutions have no bias: the normalization's
+    shift ``beta`` takes its place. Chapter 2 trains it with and without batch normalization;
+    ``image_size`` is accepted for a uniform signature.
     """
     if depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth}.")
     layers: list[nn.Module] = []
+    strided = {0, depth // 3, 2 * depth // 3}
     for i in range(depth):
-        layers += [nn.Conv2d(in_channels if i == 0 else width, width, 3, stride=2 if i == 0
-                             else 1, padding=1, bias=norm == "none"),
+        layers += [nn.Conv2d(in_channels if i == 0 else width, width, 3,
+                             stride=2 if i in strided else 1, padding=1, bias=norm == "none"),
                    norm_layer(norm, width, groups), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(width, num_classes))
