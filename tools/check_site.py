@@ -16,7 +16,9 @@ Fails (exit 1, one line per problem, naming the page) on:
   (accuracy, loss, error, training) on a real dataset's name (Fashion-MNIST, MNIST, CIFAR-10)
   without saying it is the stand-in;
 * a notebook page without its launch buttons (Binder, Colab, live code);
-* raw TeX (``$...$``) shown as text in the bibliography.
+* raw TeX (``$...$``) shown as text in the bibliography;
+* a chapter without pages yet that the sidebar (``_toc.yml`` title) or the intro presents as
+  if it were there, or a chapter with pages still called "coming soon".
 
 It also lists (without failing) output lines longer than ``--wrap-at`` characters: those
 wrap on a laptop screen, which is readable but usually means a table could be narrower.
@@ -171,6 +173,49 @@ def check_page(path: Path, root: Path, wrap_at: int, notebook_pages: set[str]
     return problems, notices
 
 
+def chapter_status(source: Path) -> dict[str, tuple[str, bool]]:
+    """{chapter index path: (title shown in the sidebar, has pages)} from ``_toc.yml``."""
+    import yaml
+
+    toc = yaml.safe_load((source / "_toc.yml").read_text(encoding="utf-8"))
+    found: dict[str, tuple[str, bool]] = {}
+    for part in toc.get("parts", []):
+        for entry in part.get("chapters", []):
+            path = str(entry.get("file", ""))
+            if re.match(r"chapters/\d\d_[^/]+/index$", path):
+                page = source / f"{path}.md"
+                heading = ""
+                if page.exists():
+                    heading = next((line[2:].strip() for line in
+                                    page.read_text(encoding="utf-8").splitlines()
+                                    if line.startswith("# ")), "")
+                found[path] = (str(entry.get("title") or heading), bool(entry.get("sections")))
+    return found
+
+
+def check_coming_soon(source: Path) -> list[str]:
+    """Unbuilt chapters are said to be coming (sidebar, intro); built ones are not."""
+    problems = []
+    intro = (source / "intro.md").read_text(encoding="utf-8").splitlines()
+    for path, (title, has_pages) in chapter_status(source).items():
+        coming = "coming soon" in title.lower()
+        if has_pages and coming:
+            problems.append(f"_toc.yml: {path} has pages now: remove '(coming soon)' from its "
+                            "title")
+        if not has_pages and not coming:
+            problems.append(f"_toc.yml: {path} has no pages yet: give it "
+                            f"`title: {title} (coming soon)`")
+        name = title.replace("(coming soon)", "").strip().lower()
+        lines = [line for line in intro if name and f"**{name}**" in line.lower()]
+        for line in lines:
+            if has_pages and "coming soon" in line.lower():
+                problems.append(f"intro.md: the {name} chapter has pages now: {line.strip()!r}")
+            if not has_pages and "coming soon" not in line.lower():
+                problems.append(f"intro.md: say the {name} chapter is coming soon: "
+                                f"{line.strip()!r}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("html", type=Path, help="the built site, e.g. _build/html")
@@ -194,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         p, n = check_page(path, root, args.wrap_at, notebook_pages)
         problems += p
         notices += n
+    problems += check_coming_soon(args.source)
     if not (root / "_static" / "mathjax" / "tex-chtml.js").exists():
         problems.append("_static/mathjax/tex-chtml.js is not in the build (math needs the "
                         "network): is sphinx-mathjax-offline installed?")
