@@ -28,8 +28,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from torch import nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 
 class TeachingOptimizer(Optimizer):
@@ -231,3 +232,74 @@ def scheduler_lrs(factory: Callable[[Optimizer], LRScheduler], total: int,
 def schedule_lrs(name: str, total: int, lr: float = 0.1, **kwargs: Any) -> list[float]:
     """The learning rate at each of ``total`` steps of the schedule called ``name``."""
     return scheduler_lrs(lambda opt: make_scheduler(name, opt, total, **kwargs), total, lr)
+
+
+# --------------------------------------------------------------------------------------
+# A small, fixed problem trained step by step (the chapter's least-squares and softmax demos)
+# --------------------------------------------------------------------------------------
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+
+def loss_curve(model: nn.Module, loss_fn: LossFn, optimizer: Callable[[Iterable], Optimizer],
+               steps: int, *, n: int, batch_size: int | None = None,
+               scheduler: Callable[[Optimizer], Any] | None = None, every: int = 1,
+               per: str = "step", stop_above: float | None = None, seed: int = 0,
+               lrs: list[float] | None = None) -> list[float]:
+    """Train ``model`` on a fixed set of ``n`` examples and record the *full* training loss.
+
+    ``loss_fn(model, idx)`` is the loss on the examples ``idx`` (an index tensor, or
+    ``slice(None)`` for all of them). Each step uses ``batch_size`` examples drawn at random
+    (seeded by ``seed``), or all ``n`` when ``batch_size`` is None (full-batch). The optimizer
+    is stepped with a closure, so ``torch.optim.LBFGS`` works too.
+
+    - ``per="step"``: the full loss after every ``every``-th step, ``steps`` steps in all.
+    - ``per="evaluation"``: the full loss after every loss-and-gradient evaluation (an L-BFGS
+      step makes several), until ``steps`` evaluations -- the fair cost measure.
+    - ``scheduler``: built on the optimizer and stepped after every step; a
+      ``ReduceLROnPlateau`` is instead stepped with the full loss at every recording.
+    - ``stop_above``: stop once the full loss exceeds this (a diverging run), so a plot of
+      the curve is not flattened by an explosion.
+    - ``lrs``: if a list is given, the learning rate in force at each recording is appended.
+    """
+    if per not in ("step", "evaluation"):
+        raise ValueError(f"per must be 'step' or 'evaluation', got {per!r}")
+    opt = optimizer(model.parameters())
+    sched = scheduler(opt) if scheduler is not None else None
+    generator = torch.Generator().manual_seed(seed)
+    curve: list[float] = []
+
+    def full_loss() -> float:
+        with torch.no_grad():
+            return float(loss_fn(model, slice(None)))
+
+    def record() -> bool:
+        curve.append(full_loss())
+        if lrs is not None:
+            lrs.append(opt.param_groups[0]["lr"])
+        if isinstance(sched, ReduceLROnPlateau):
+            sched.step(curve[-1])
+        return stop_above is not None and not curve[-1] <= stop_above
+
+    stopped = False
+    for step in range(steps):
+        idx = (torch.randint(0, n, (batch_size,), generator=generator) if batch_size
+               else slice(None))
+
+        def closure(idx: Any = idx) -> torch.Tensor:
+            nonlocal stopped
+            opt.zero_grad()
+            loss = loss_fn(model, idx)
+            loss.backward()
+            if per == "evaluation" and len(curve) < steps:
+                stopped = record() or stopped
+            return loss
+
+        opt.step(closure)
+        if sched is not None and not isinstance(sched, ReduceLROnPlateau):
+            sched.step()
+        if per == "step" and step % every == 0:
+            stopped = record()
+        if stopped or (per == "evaluation" and len(curve) >= steps):
+            break
+    return curve

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import pytest
 import torch
@@ -136,3 +137,53 @@ def test_step_and_exponential_schedules_reach_gamma():
 def test_unknown_schedule_lists_valid_names():
     with pytest.raises(ValueError, match="valid schedules are constant, step"):
         optim.schedule_lrs("triangle", 10)
+
+
+def _fixed_problem():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 3, generator=g), torch.randint(0, 2, (40,), generator=g)
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+
+    def loss_fn(m, idx):
+        return nn.functional.cross_entropy(m(x[idx]), y[idx])
+
+    return model, loss_fn
+
+
+def test_loss_curve_full_batch_matches_a_plain_loop():
+    model, loss_fn = _fixed_problem()
+    reference = copy.deepcopy(model)
+    curve = optim.loss_curve(model, loss_fn, lambda p: torch.optim.SGD(p, lr=0.1), 5, n=40)
+    opt = torch.optim.SGD(reference.parameters(), lr=0.1)
+    expected = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss_fn(reference, slice(None)).backward()
+        opt.step()
+        expected.append(float(loss_fn(reference, slice(None))))
+    assert curve == pytest.approx(expected)
+
+
+def test_loss_curve_counts_lbfgs_evaluations_and_stops_on_divergence():
+    model, loss_fn = _fixed_problem()
+    lbfgs = partial(torch.optim.LBFGS, lr=1, max_iter=1, line_search_fn="strong_wolfe")
+    assert len(optim.loss_curve(model, loss_fn, lbfgs, 12, n=40, per="evaluation")) == 12
+    model, loss_fn = _fixed_problem()
+    curve = optim.loss_curve(model, loss_fn, lambda p: torch.optim.SGD(p, lr=1e4), 50, n=40,
+                             stop_above=100.0)
+    assert len(curve) < 50 and curve[-1] > 100
+    with pytest.raises(ValueError, match="per must be"):
+        optim.loss_curve(model, loss_fn, lambda p: torch.optim.SGD(p, lr=0.1), 1, n=40,
+                         per="epoch")
+
+
+def test_loss_curve_steps_plateau_scheduler_with_the_loss_and_records_lrs():
+    model, loss_fn = _fixed_problem()
+    lrs: list[float] = []
+    curve = optim.loss_curve(
+        model, loss_fn, lambda p: torch.optim.SGD(p, lr=0.1), 60, n=40, batch_size=8,
+        scheduler=lambda o: torch.optim.lr_scheduler.ReduceLROnPlateau(o, patience=0,
+                                                                       threshold=0.5),
+        lrs=lrs)
+    assert len(lrs) == len(curve) == 60 and lrs[0] == 0.1 and min(lrs) < 0.1
