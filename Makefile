@@ -50,8 +50,12 @@ unit: install
 
 # Each notebook runs once, in its own kernel; --dist loadfile keeps a notebook's cells on one
 # worker, in order. The executed copies go to $(EXECUTED) for book-smoke.
+# tools/kernel_checks.py runs at the start of every kernel (an IPython startup file).
 notebooks: install
 	rm -rf $(EXECUTED)
+	mkdir -p _build/ipython/profile_default/startup
+	cp tools/kernel_checks.py _build/ipython/profile_default/startup/00-course-checks.py
+	IPYTHONDIR=$(CURDIR)/_build/ipython \
 	$(PYTEST) -q $(call XDIST,loadfile) --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=$(NOTEBOOK_LIMIT) --notebook-limit=$(NOTEBOOK_LIMIT) \
 		--executed-dir=$(EXECUTED) --timings-json=$(TIMINGS)/notebooks.json $(NOTEBOOK_DIRS)

@@ -10,6 +10,8 @@ Three jobs, so that every notebook is executed exactly once per `make test`:
   summed and printed at the end of the run as "slowest notebooks" and "slowest tests";
   ``--timings-json FILE`` also saves them for ``python tools/course_pytest.py FILE``, which
   prints the same table again at the very end of `make test`.
+* A cell whose output has a ``COURSE CHECK FAILED`` line (``tools/kernel_checks.py``, run in
+  every kernel, e.g. a stand-in figure titled with the real dataset's name) fails.
 * ``--notebook-limit S``: a notebook that takes longer than ``S`` seconds fails the run with
   a message naming it -- a guard against a `full`-size experiment slipping into CI, not a
   benchmark. Pair it with ``--nbval-cell-timeout`` so that such a run also stops.
@@ -53,9 +55,18 @@ def _notebook_of(nodeid: str) -> str | None:
 # --- saving the executed notebooks (runs where the notebook runs: a worker under xdist) ----
 
 
+CHECK_FAILED = "COURSE CHECK FAILED"  # printed by tools/kernel_checks.py inside the kernel
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    yield
+    outcome = yield
+    if _is_nbval_cell(item) and outcome.exception is None:
+        failures = [line for out in item.test_outputs or [] if out.get("output_type") == "stream"
+                    for line in out.get("text", "").splitlines() if CHECK_FAILED in line]
+        if failures:
+            outcome.force_exception(AssertionError(
+                f"{item.path.name}, code cell {item.cell_num}: " + "; ".join(failures)))
     if _is_nbval_cell(item) and item.config.getoption("executed_dir"):
         parent = item.parent
         count = getattr(parent, "_course_count", 0) + 1
