@@ -3,38 +3,35 @@
 For each notebook:
 
 1. the expected values are computed here, from the package's tests, before any student code
-   runs;
-2. the notebook is executed top to bottom in its own Jupyter kernel, in a scratch folder,
-   with one time limit for the whole notebook (``--timeout``); errors do not stop the run, a
-   hang is killed at the limit (the executed notebook is kept with ``--executed DIR``, for
-   the parts graded by hand);
-3. only the notebook's *definitions* (imports, functions, classes, constants) are executed
-   again, in a fresh Python process, which calls them on the tests' inputs and hands back
-   raw values, with a time limit per question (``--question-timeout``);
-4. those values are judged here, against the expected values of step 1.
-
-Student code therefore never runs in the process that holds the expected values and the
-verdict: redefining ``check``, patching ``course_utils.grading`` or editing expected values
-in the notebook changes nothing. (The grader resists tampering from Python; against a
-student who attacks the machine itself -- killing processes, rewriting installed files --
-run it in a container, as Gradescope does. It refuses to score a notebook that changed the
-grading package's files on disk.)
+   runs; this process never imports or runs student code;
+2. the grading environment is verified against the fingerprint taken when grading started
+   (``grading/sandbox.py``): if an earlier submission changed it, this one is refused;
+3. a sandboxed child (``grading/runner.py``: own session, clean environment, Landlock
+   write/network/signal lock where the kernel has it) runs the notebook's code cells as
+   IPython does, each cell under ``--cell-timeout``, the whole under ``--timeout``; then,
+   given the seed, each question's tests in a child of their own, killed after
+   ``--question-timeout``; it hands back only the student's outputs, in files;
+4. every process of the submission is killed (process groups, marked processes, orphans),
+   the environment is verified again, and only then are the outputs read and judged here.
+   With ``--executed DIR``, the notebook is also run in a sandboxed Jupyter kernel and saved
+   with its outputs, for the parts graded by hand.
 
 Output: a score per question and a total on stdout; ``--json FILE`` writes a Gradescope
-``results.json`` (a list of them for several notebooks); ``--csv FILE`` one row per notebook.
-The grader itself never crashes on a bad notebook: it reports what went wrong and scores the
-questions it could.
+``results.json`` (a list of them for several notebooks); ``--csv FILE`` one row per notebook;
+both are written only at the end, by this process. The grader never crashes on a bad
+notebook: it reports what went wrong and scores the questions it could. Exit status 3: some
+notebook was refused because the environment had been modified.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import re
-import signal
+import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,8 +42,10 @@ from typing import Any
 
 import nbformat
 
+from .grading import sandbox
 from .grading.core import Assignment, Case, QuestionResult, judge, load_assignment, manual_result
-from .grading.notebook import answers, child_env, code_cells, execute
+from .grading.notebook import answers, code_cells, execute
+from .grading.probe import OUTPUT_CAP
 
 GRADE_SEED = 1  # check() in the notebook uses seed 0: grading draws inputs students never saw
 CHECKER_CALL = re.compile(r"Checker\(\s*[\"'](\d\d_[a-z0-9_]+)[\"']")
@@ -63,6 +62,8 @@ class NotebookReport:
     answers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     seed: int = GRADE_SEED
+    sandbox: list[str] | None = None  # what the runner's sandbox covered (None: no run)
+    refused: bool = False  # not graded: the grading environment was modified
 
     @property
     def score(self) -> float:
@@ -159,16 +160,6 @@ def find_assignment_id(nb: Any, path: Path) -> str | None:
     return None
 
 
-def package_fingerprint() -> str:
-    """A hash of the grading code on disk, to notice a notebook that rewrote it."""
-    digest = hashlib.sha256()
-    root = Path(__file__).resolve().parent
-    for file in sorted([root / "grade.py", *sorted((root / "grading").glob("*.py"))]):
-        digest.update(file.name.encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
 _CASES: dict[tuple[str, int], dict[str, list[Case]]] = {}
 
 
@@ -184,47 +175,133 @@ def prepared_cases(assignment: Assignment, seed: int) -> dict[str, list[Case]]:
     return _CASES[key]
 
 
-def _kill(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, AttributeError):
-        process.kill()
-    process.wait()
+@dataclass
+class RunResult:
+    """What came back from a submission's sandboxed run: outcomes per question, notes."""
+
+    outcomes: dict[str, list[Any]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    cell_notes: list[str] = field(default_factory=list)
+    output: dict[str, str] = field(default_factory=dict)
+    sandbox: list[str] | None = None
+    killed: int = 0
 
 
-def probe(assignment: Assignment, cells: list[dict[str, Any]], seed: int,
-          question_timeout: float, profile: str | None) -> tuple[dict[str, Any], list[str]]:
-    """Run the student's definitions on the tests' inputs in a fresh process; raw outcomes."""
+OUTCOME_FILE_CAP = 64 * 2**20  # bytes of one question's outcomes file the grader reads
+
+
+def run_submission(assignment: Assignment, cells: list[dict[str, Any]], seed: int, *,
+                   timeout: float = 300, cell_timeout: float = 120,
+                   question_timeout: float = 60, profile: str | None = "smoke") -> RunResult:
+    """Run a notebook's cells and its questions' tests in a sandboxed child; raw outcomes.
+
+    The child (``grading/runner.py``) gets the cells, then -- once they have run -- the seed
+    of the inputs; it returns outcomes in files. This process enforces the time limits by
+    killing, waits until every process of the submission is gone (:func:`sandbox.sweep`),
+    and only then reads the files.
+    """
     import torch
 
-    notes: list[str] = []
-    n_questions = sum(not q.manual for q in assignment.questions)
-    limit = question_timeout * (n_questions + 1) + 60  # + importing torch, on a busy machine
-    with tempfile.TemporaryDirectory(prefix="course-grade-probe-") as tmp:
-        defs, out = Path(tmp, "definitions.json"), Path(tmp, "outcomes.pt")
-        defs.write_text(json.dumps(cells), encoding="utf-8")
-        log = Path(tmp, "log.txt")
-        with open(log, "wb") as log_file:
+    result = RunResult()
+    questions = [q.id for q in assignment.questions if not q.manual]
+    hard_limit = timeout + len(questions) * (question_timeout + 5) + 90
+    scratch = tempfile.mkdtemp(prefix="course-grade-")
+    os.chmod(scratch, 0o700)
+    marker, since = sandbox.new_marker(), sandbox.boot_ticks()
+    sandbox.become_subreaper()
+    events_r, events_w = os.pipe()
+    control_r, control_w = os.pipe()
+    process = None
+    try:
+        Path(scratch, "cells.json").write_text(json.dumps(cells), encoding="utf-8")
+        command = sandbox.python_command(
+            "course_utils.grading.runner", "--scratch", scratch, "--events", str(events_w),
+            "--control", str(control_r), "--assignment", assignment.id,
+            "--cell-timeout", str(cell_timeout), "--deadline", str(timeout),
+            "--question-timeout", str(question_timeout))
+        with open(Path(scratch, "output.txt"), "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "course_utils.grading.probe", assignment.id, str(defs),
-                 str(out), "--seed", str(seed), "--question-timeout", str(question_timeout)],
-                cwd=tmp, env=child_env(profile, headless=True), stdin=subprocess.DEVNULL,
-                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                process.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
-                _kill(process)
-                notes.append(f"the test process was stopped after {limit:g} s")
+                command, cwd=scratch, env=sandbox.child_env(scratch, marker, profile),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                pass_fds=(events_w, control_r), start_new_session=True)
+        os.close(events_w)
+        os.close(control_r)
+        events_w = control_r = -1
+        deadline = time.monotonic() + hard_limit
+        buffer = b""
+        finished = False
+        while not finished:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                result.cell_notes.append(f"the submission was stopped after {hard_limit:g} s")
+                break
+            ready, _, _ = select.select([events_r], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(events_r, 65536)
+            if not chunk:
+                break  # every process holding the pipe has ended
+            buffer = (buffer + chunk)[-2**20:]
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                try:
+                    event = json.loads(line.decode(errors="replace"))
+                except ValueError:
+                    continue
+                finished = _handle_event(event, result, questions, seed, control_w)
+                if finished:
+                    break
+    finally:
+        # Kill every process of the submission before anything is read or recorded.
+        groups = {process.pid} if process is not None else set()
+        result.killed = sandbox.sweep(marker, groups, since)
+        if process is not None:
+            process.wait()
+        for fd in (events_r, events_w, control_r, control_w):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         try:
-            report = torch.load(out, weights_only=True) if out.exists() else {}
-        except Exception as error:  # noqa: BLE001 - a garbled file counts as no outcomes
-            report = {}
-            notes.append(f"the test process left unreadable results ({type(error).__name__})")
-        if process.returncode not in (0, None) and not notes:
-            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-            notes.append(f"the test process ended with code {process.returncode}: "
-                         + " | ".join(tail)[-300:])
-    return (report if isinstance(report, dict) else {}), notes
+            for qid in questions:
+                path = Path(scratch, f"{qid}.pt")
+                if not path.is_file() or path.stat().st_size > OUTCOME_FILE_CAP:
+                    continue
+                try:
+                    loaded = torch.load(path, weights_only=True)
+                except Exception as error:  # noqa: BLE001 - garbled: no outcomes
+                    result.notes[qid] = f"unreadable outcomes ({type(error).__name__})"
+                    continue
+                if isinstance(loaded, dict):
+                    outcomes = loaded.get("outcomes")
+                    result.outcomes[qid] = outcomes if isinstance(outcomes, list) else []
+                    output = loaded.get("output")
+                    if isinstance(output, str) and output.strip():
+                        result.output[qid] = output[: OUTPUT_CAP + 200]
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
+def _handle_event(event: Any, result: RunResult, questions: list[str], seed: int,
+                  control_w: int) -> bool:
+    """Record one event of the runner; True when the run is over."""
+    if not isinstance(event, dict):
+        return False
+    kind = event.get("event")
+    text = str(event.get("error") or event.get("note") or "")[:300]
+    if kind == "sandbox" and isinstance(event.get("layers"), list):
+        result.sandbox = [str(x) for x in event["layers"]][:3]
+    elif kind == "cell" and event.get("status") != "ok" and len(result.cell_notes) < 8:
+        result.cell_notes.append(f"code cell {event.get('cell')}: {text}")
+    elif kind == "cells-done":
+        os.write(control_w, json.dumps({"seed": seed, "questions": questions}).encode())
+    elif kind == "question" and event.get("id") in questions and text:
+        result.notes[str(event["id"])] = text
+    elif kind == "done":
+        return True
+    return False
 
 
 # --------------------------------------------------------------------------------------
@@ -232,32 +309,50 @@ def probe(assignment: Assignment, cells: list[dict[str, Any]], seed: int,
 # --------------------------------------------------------------------------------------
 
 def grade_notebook(path: str | Path, *, assignment: str | None = None, timeout: float = 300,
-                   question_timeout: float = 60, seed: int = GRADE_SEED,
-                   profile: str | None = "smoke", run_notebook: bool = True,
-                   executed_dir: str | Path | None = None) -> NotebookReport:
-    """Grade one notebook; never raises because of what the notebook contains."""
+                   cell_timeout: float = 120, question_timeout: float = 60,
+                   seed: int = GRADE_SEED, profile: str | None = "smoke",
+                   executed_dir: str | Path | None = None,
+                   environment: sandbox.Environment | None = None) -> NotebookReport:
+    """Grade one notebook; never raises because of what the notebook contains.
+
+    ``environment`` is the fingerprint taken when grading started (a batch shares one); it
+    is verified before the submission runs (a change means an earlier submission altered
+    the grader: this one is refused) and after (this one altered it: not graded). Without
+    it, a fingerprint is taken now.
+    """
     start = time.monotonic()
     path = Path(path)
     report = NotebookReport(str(path), None, seed=seed)
     try:
-        _grade_into(report, path, assignment, timeout, question_timeout, seed, profile,
-                    run_notebook, executed_dir)
+        _grade_into(report, path, assignment, timeout, cell_timeout, question_timeout, seed,
+                    profile, executed_dir, environment)
     except Exception as error:  # noqa: BLE001 - a grader bug must not sink a whole batch
         report.notes.append(f"grader error: {type(error).__name__}: {error}")
-        if report.assignment is not None:
-            done = {r.id for r in report.results}
-            for q in report.assignment.questions:
-                if q.id not in done:
-                    report.results.append(manual_result(q) if q.manual else
-                                          judge(q, prepared_cases(report.assignment, seed)[q.id],
-                                                [], note="not graded (grader error)"))
+    if report.assignment is not None:
+        done = {r.id for r in report.results}
+        for q in report.assignment.questions:
+            if q.id not in done:
+                report.results.append(manual_result(q) if q.manual else
+                                      judge(q, prepared_cases(report.assignment, seed)[q.id],
+                                            [], note="not graded (see the notes above)"))
+        order = [q.id for q in report.assignment.questions]
+        report.results.sort(key=lambda r: order.index(r.id))
     report.seconds = time.monotonic() - start
     return report
 
 
+ENVIRONMENT_CHANGED = ("not graded: the grading environment has changed since grading started "
+                       "({changes}). A submission graded earlier on this machine may have "
+                       "modified it. Reinstall the course package (and check site-packages) "
+                       "before grading again.")
+TAMPERED = ("not graded: this submission modified the grading environment ({changes}). "
+            "Reinstall the course package before grading further.")
+
+
 def _grade_into(report: NotebookReport, path: Path, assignment_id: str | None, timeout: float,
-                question_timeout: float, seed: int, profile: str | None, run_notebook: bool,
-                executed_dir: str | Path | None) -> None:
+                cell_timeout: float, question_timeout: float, seed: int, profile: str | None,
+                executed_dir: str | Path | None,
+                environment: sandbox.Environment | None) -> None:
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as error:  # noqa: BLE001
@@ -268,44 +363,41 @@ def _grade_into(report: NotebookReport, path: Path, assignment_id: str | None, t
         report.notes.append("could not tell which assignment this is: pass --assignment")
         return
     assignment = report.assignment = load_assignment(assignment_id)
-    cases = prepared_cases(assignment, seed)  # expected values, before any student code runs
-    fingerprint = package_fingerprint()
-
-    outcomes: dict[str, Any] = {}
-    probe_notes: dict[str, str] = {}
-    if nb is not None:
-        report.answers = answers(nb)
-        if run_notebook:
-            run = execute(nb, timeout, profile)
-            if run.ended != "completed":
-                report.notes.append(run.summary())
-            report.notes += [f"error in {e}" for e in run.errors[:5]]
-            if len(run.errors) > 5:
-                report.notes.append(f"... and {len(run.errors) - 5} more cells raised errors")
-            if executed_dir is not None:
-                Path(executed_dir).mkdir(parents=True, exist_ok=True)
-                nbformat.write(run.nb, Path(executed_dir, path.name))
-        if package_fingerprint() != fingerprint:
-            report.notes.append("the notebook modified the grading package on disk: not "
-                                "graded; reinstall course_utils before grading further")
-        else:
-            raw, notes = probe(assignment, code_cells(nb), seed, question_timeout, profile)
-            report.notes += notes
-            report.notes += [str(p) for p in raw.get("definition_problems", [])][:5] \
-                if isinstance(raw.get("definition_problems"), list) else []
-            outcomes = raw.get("outcomes") if isinstance(raw.get("outcomes"), dict) else {}
-            probe_notes = raw.get("notes") if isinstance(raw.get("notes"), dict) else {}
-
+    prepared_cases(assignment, seed)  # expected values, before any student code runs
+    if nb is None:
+        return
+    environment = environment or sandbox.Environment()
+    changes = environment.changes()
+    if changes:
+        report.refused = True
+        report.notes.append(ENVIRONMENT_CHANGED.format(changes="; ".join(changes)))
+        return
+    report.answers = answers(nb)
+    run = run_submission(assignment, code_cells(nb), seed, timeout=timeout,
+                         cell_timeout=cell_timeout, question_timeout=question_timeout,
+                         profile=profile)
+    report.sandbox = run.sandbox
+    report.notes += run.cell_notes
+    if executed_dir is not None:
+        executed = execute(nb, timeout, profile)
+        Path(executed_dir).mkdir(parents=True, exist_ok=True)
+        nbformat.write(executed.nb, Path(executed_dir, path.name))
+    changes = environment.changes()
+    if changes:
+        report.refused = True
+        report.notes.append(TAMPERED.format(changes="; ".join(changes)))
+        return
     for q in assignment.questions:
         if q.manual:
             report.results.append(manual_result(q))
             continue
-        got = outcomes.get(q.id)
-        got = got if isinstance(got, list) else []
-        note = str(probe_notes.get(q.id, ""))
-        if not note and q.id not in outcomes and nb is not None:
+        note = run.notes.get(q.id, "")
+        if q.id not in run.outcomes and not note:
             note = "not run (see the notes above)"
-        report.results.append(judge(q, cases[q.id], got, note=note))
+        result = judge(q, prepared_cases(assignment, seed)[q.id], run.outcomes.get(q.id, []),
+                       note=note)
+        result.output = run.output.get(q.id, "")
+        report.results.append(result)
 
 
 # --------------------------------------------------------------------------------------
@@ -356,8 +448,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"seed of the tests' random inputs (default {GRADE_SEED})")
     parser.add_argument("--profile", default="smoke",
                         help="COURSE_PROFILE for running the notebook (default smoke)")
-    parser.add_argument("--no-run", action="store_true",
-                        help="do not execute the notebooks, only test their definitions")
+    parser.add_argument("--cell-timeout", type=float, default=120,
+                        help="seconds one code cell may run before it is stopped and skipped "
+                        "(default 120)")
     parser.add_argument("--executed", help="folder to save the executed notebooks in")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every failing test")
     args = parser.parse_args(argv)
@@ -365,24 +458,47 @@ def main(argv: list[str] | None = None) -> int:
     paths = _notebooks(args.notebooks)
     if not paths:
         parser.error("no notebooks found")
+    outputs = [Path(p) for p in (args.json, args.csv) if p]
+    for output in outputs:  # a stale file must never pass for this run's results
+        output.unlink(missing_ok=True)
+    sandbox.harden_grader()
+    environment = sandbox.Environment()  # the baseline every submission is checked against
+    layers = sandbox.landlock_abi()
+    print("sandbox: " + (f"Landlock ABI {layers} (student code cannot write outside its "
+                         "scratch folder)" if layers else
+                         "no Landlock on this kernel: the environment is verified before each "
+                         "submission; grade untrusted work in a container") , flush=True)
     reports = []
     for path in paths:
         report = grade_notebook(path, assignment=args.assignment, timeout=args.timeout,
+                                cell_timeout=args.cell_timeout,
                                 question_timeout=args.question_timeout, seed=args.seed,
-                                profile=args.profile, run_notebook=not args.no_run,
-                                executed_dir=args.executed)
+                                profile=args.profile, executed_dir=args.executed,
+                                environment=environment)
         print(report.text(args.verbose), flush=True)
         reports.append(report)
     if len(reports) > 1:
         print(f"\n{len(reports)} notebooks graded.")
+    # Written only here, by this process, after every submission's processes are gone.
     if args.json:
         payload = [r.gradescope() for r in reports]
-        Path(args.json).write_text(json.dumps(payload[0] if len(payload) == 1 else payload,
-                                              indent=1), encoding="utf-8")
+        _write_atomic(Path(args.json), json.dumps(payload[0] if len(payload) == 1 else payload,
+                                                  indent=1))
     if args.csv:
-        write_csv(reports, args.csv)
+        tmp = Path(args.csv).with_name(Path(args.csv).name + ".tmp")
+        write_csv(reports, tmp)
+        os.replace(tmp, args.csv)
+    if any(r.refused for r in reports):
+        print("Some notebooks were not graded because the grading environment was modified; "
+              "see their notes.", file=sys.stderr)
+        return 3
     return 0
 
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -55,6 +55,35 @@ VARIANTS = [
         'state.get("mean_sq", torch.zeros_like(param))')),
     _v("rmsprop with eps inside the square root", "rmsprop", "q3",
        ("(mean_sq.sqrt() + eps)", "(mean_sq + eps).sqrt()")),
+    # Without eps a rule divides 0 by 0 where a gradient entry is exactly 0 (a dead unit):
+    # nan on a real network, though the result is within 1e-8 of the right one elsewhere.
+    _v("rmsprop without eps", "rmsprop", "q3",
+       ("(mean_sq.sqrt() + eps)", "mean_sq.sqrt()")),
+    _v("adagrad without eps", "adagrad", "q3", ("(sum_sq.sqrt() + eps)", "sum_sq.sqrt()")),
+    _v("adam without eps", "adam", "q4", ("(v_hat.sqrt() + eps)", "v_hat.sqrt()")),
+    _v("adam returns float64 parameters", "adam", "q4",
+       ("return param - lr * m_hat / (v_hat.sqrt() + eps)",
+        "return (param - lr * m_hat / (v_hat.sqrt() + eps)).double()")),
+    _v("step decay returns a string", "step_decay", "q5",
+       ("return base_lr * gamma ** (epoch // step_size)",
+        "return str(base_lr * gamma ** (epoch // step_size))")),
+    _v("warm-up cosine returns a tensor", "warmup_cosine", "q5",
+       ("return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))",
+        "return torch.tensor(min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * "
+        "progress)))")),
+    # Grading policy: the library may not do the work.
+    _v("adam delegates to torch.optim.Adam", "adam", "q4",
+       ('    t = state.get("step", 0) + 1',
+        '    p = param.clone().requires_grad_(True)\n'
+        '    opt = state.get("opt") or torch.optim.Adam([p], lr=lr, betas=(beta1, beta2), '
+        'eps=eps)\n    t = state.get("step", 0) + 1')),
+    _v("step decay through a helper that uses StepLR", "step_decay", "q5",
+       ("    return base_lr * gamma ** (epoch // step_size)",
+        "    return _lr_from_torch(epoch, base_lr, step_size, gamma)\n\n\n"
+        "def _lr_from_torch(epoch, base_lr, step_size, gamma):\n"
+        "    from course_utils.optim import scheduler_lrs\n"
+        "    sched = torch.optim.lr_scheduler.StepLR\n"
+        "    return scheduler_lrs(lambda o: sched(o, step_size, gamma), epoch + 1, base_lr)[-1]")),
     _v("adam without bias correction", "adam", "q4",
        ("m_hat = m / (1 - beta1**t)", "m_hat = m"), ("v_hat = v / (1 - beta2**t)", "v_hat = v")),
     _v("adam with t off by one", "adam", "q4",
@@ -100,52 +129,200 @@ def student(nb: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:
     return student_version(nb or solution(), "01_optimizers.ipynb")
 
 
-def hanging() -> nbformat.NotebookNode:
-    """The solution, except that Nesterov never returns (so its check cell hangs too)."""
-    nb = solution()
-    cell = defining_cell(nb, "nesterov")
-    cell.source = cell.source.replace("    ### BEGIN SOLUTION",
-                                      "    while True:\n        pass\n    ### BEGIN SOLUTION", 1)
+def answers_only(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` up to the ``check("q5")`` cell: the auto-graded part, without the experiments.
+
+    Grading such a notebook skips question 6's training runs, which keeps the tests fast.
+    """
+    nb = copy.deepcopy(nb)
+    end = next(i for i, c in enumerate(nb.cells) if c.source.strip() == 'check("q5")')
+    nb.cells = nb.cells[: end + 1]
     return nb
 
 
-TAMPERING = '''
+def replace_cell(nb: nbformat.NotebookNode, function: str, source: str) -> None:
+    """Give the cell that defines ``function`` a new source (in place)."""
+    defining_cell(nb, function).source = source
+
+
+def honest_forms() -> nbformat.NotebookNode:
+    """Correct answers written in unusual but honest ways; all must get full marks.
+
+    A cell magic, a lambda, a callable object, ``functools.partial``, names bound by
+    top-level expressions and module constants computed at run time (``PI = math.pi``).
+    """
+    nb = answers_only(solution())
+    cell = defining_cell(nb, "sgd_momentum")
+    cell.source = "%%time\n" + cell.source  # a cell magic in front of a correct answer
+    replace_cell(nb, "nesterov", (
+        "%matplotlib inline\n"
+        "def _momentum_step(param, grad, state, lr, momentum, look_ahead):\n"
+        '    v = momentum * state.get("velocity", torch.zeros_like(param)) - lr * grad\n'
+        "    step = momentum * v - lr * grad if look_ahead else v\n"
+        '    return param + step, {"velocity": v}\n\n\n'
+        "def _make(look_ahead):\n"
+        "    return lambda param, grad, state, lr, momentum: _momentum_step(\n"
+        "        param, grad, state, lr, momentum, look_ahead)\n\n\n"
+        "nesterov = _make(look_ahead=True)  # bound by a top-level expression"))
+    replace_cell(nb, "adagrad", (
+        "import functools\n\n\n"
+        "def _adaptive(param, grad, state, lr, eps, alpha=None):\n"
+        '    old = state.get("s", torch.zeros_like(param))\n'
+        "    s = old + grad**2 if alpha is None else alpha * old + (1 - alpha) * grad**2\n"
+        '    return param - lr * grad / (s.sqrt() + eps), {"s": s}\n\n\n'
+        "adagrad = functools.partial(_adaptive, alpha=None)"))
+    replace_cell(nb, "rmsprop", "rmsprop = _adaptive")
+    replace_cell(nb, "adam", (
+        "class Adam:\n"
+        "    def __call__(self, param, grad, state, lr, beta1, beta2, eps):\n"
+        '        t = state.get("t", 0) + 1\n'
+        '        m = beta1 * state.get("m", 0 * param) + (1 - beta1) * grad\n'
+        '        v = beta2 * state.get("v", 0 * param) + (1 - beta2) * grad * grad\n'
+        "        m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)\n"
+        '        return param - lr * m_hat / (v_hat.sqrt() + eps), {"t": t, "m": m, "v": v}\n'
+        "\n\nadam = Adam()"))
+    replace_cell(nb, "step_decay", (
+        "step_decay = lambda epoch, base_lr, step_size, gamma: (  # noqa: E731\n"
+        "    base_lr * gamma ** (epoch // step_size))"))
+    replace_cell(nb, "warmup_cosine", (
+        "%%capture\n"
+        "PI = math.pi  # a module constant computed at run time\n"
+        "HALF = torch.tensor(0.5).item()\n"
+        "warmup_cosine = lambda step, base_lr, warmup_steps, total_steps, min_lr=0.0: (\n"
+        "    base_lr * (step + 1) / (warmup_steps + 1) if step < warmup_steps else\n"
+        "    min_lr + (base_lr - min_lr) * HALF * (1 + math.cos(PI * (step - warmup_steps)\n"
+        "                                                  / (total_steps - warmup_steps))))\n"
+        "print('defined')"))
+    return nb
+
+
+SWALLOWED_HANG = """def nesterov(param, grad, state, lr, momentum):
+    \"\"\"Never returns, and swallows every exception a timer could raise.\"\"\"
+    while True:
+        try:
+            while True:
+                pass
+        except BaseException:
+            pass
+"""
+
+
+def swallowed_hang() -> nbformat.NotebookNode:
+    """Q2 hangs in a loop that catches every exception; a top-level cell hangs as well."""
+    nb = answers_only(solution())
+    replace_cell(nb, "nesterov", SWALLOWED_HANG)
+    position = next(i for i, c in enumerate(nb.cells) if c.source.strip() == 'check("q2")')
+    nb.cells.insert(position + 1, new_code_cell(
+        "import time\n\nwhile True:  # a top-level cell that never ends\n"
+        "    try:\n        time.sleep(0.1)\n    except BaseException:\n        pass"))
+    return nb
+
+
+STACK_INSPECTION = '''
+import sys
+
+
+def adam(param, grad, state, lr, beta1, beta2, eps):
+    """Looks for the grader's expected values in its callers' frames, and returns them."""
+    k = state.get("k", 0)
+    frame = sys._getframe(1)
+    while frame is not None:
+        for value in list(frame.f_locals.values()):
+            for attr in ("_expected", "expected", "reference"):
+                try:
+                    found = getattr(value, attr)
+                    found = found() if callable(found) else found
+                    return found[k].clone(), {"k": k + 1}
+                except Exception:
+                    pass
+        frame = frame.f_back
+    return param, {"k": k + 1}
+'''
+
+OUTPUT_FLOOD = '''
+def step_decay(epoch, base_lr, step_size, gamma):
+    print("x" * 100_000)  # 100 KB of output per call
+    return base_lr
+'''
+
+GRADER_TAMPERING = '''
+import os
+import subprocess
+import sys
+import torch
 import course_utils.grading as grading
 import course_utils.grading.core as core
+import course_utils.grading.probe as probe
 
-# Make every verdict "full marks", silence the checker, and shrink the expected values.
+# Verdicts, comparisons and the probe runner, replaced in this process.
 core.judge = lambda q, cases, outcomes, note="": core.QuestionResult(
     q.id, q.title, q.points, q.points, "passed")
 core.compare_trajectory = lambda *args, **kwargs: None
 core.compare_sequence = lambda *args, **kwargs: None
+probe.probe_question = lambda *args, **kwargs: {
+    "outcomes": [{"value": torch.zeros(1)}] * 50, "output": "", "note": ""}
 grading.Checker.__call__ = lambda self, *args, **kwargs: print("all tests passed")
-for question in grading.load_assignment("01_optimizers").questions:
-    question.points = 1000
 
-
-def check(*args, **kwargs):
-    print("q1: 15/15 points")
-
-
-class Checker:
-    def __init__(self, *args):
-        pass
-
-
-def sgd_momentum(param, grad, state, lr, momentum,
-                 _patch=core.__setattr__("compare_trajectory", lambda *a, **k: None)):
-    """Wrong on purpose; its default argument patches the grader when it is defined."""
-    return param, state
+FAKE = '{"score": 85, "output": "forged", "tests": []}'
+for target in TARGETS:  # result files, a planted .pth, the installed grading code
+    try:
+        with open(target, "a") as f:
+            f.write(FAKE)
+        print("WROTE", target)
+    except OSError as error:
+        print("blocked:", type(error).__name__)
+# A daemon that tries again later, with a clean environment and its own session.
+subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(DELAY)\\n"
+                  "for t in sys.argv[1:]:\\n    open(t, 'a').write('daemon')", *TARGETS],
+                 env={}, start_new_session=True, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
+# Kill every process above this one, up to (not including) the test runner.
+pid = os.getppid()
+while pid > 1 and pid != STOP_AT:
+    with open(f"/proc/{pid}/stat") as f:
+        parent = int(f.read().rsplit(")", 1)[1].split()[1])
+    try:
+        os.kill(pid, 9)
+        print("KILLED", pid)
+    except OSError as error:
+        print("could not kill", pid, type(error).__name__)
+    pid = parent
 '''
 
 
-def tampering() -> nbformat.NotebookNode:
-    """The student notebook plus a cell that tries to fake its grade, then a kernel crash.
+def attacks(targets: list[str], stop_at: int, delay: float = 2.0) -> nbformat.NotebookNode:
+    """The student notebook plus attacks on the grader; none may gain a point.
 
-    The crash comes right after the first check, so the rest of the notebook never runs.
+    ``targets``: files the submission tries to write (directly and from a daemon that
+    outlives it); ``stop_at``: the pid whose ancestors the notebook leaves alone (the test
+    runner's), every process between it and the notebook is sent SIGKILL.
     """
-    nb = student()
-    position = next(i for i, c in enumerate(nb.cells) if c.source == 'check("q1")')
-    nb.cells.insert(position, new_code_cell(TAMPERING.strip()))
-    nb.cells.insert(position + 2, new_code_cell("import os\n\nos._exit(1)  # the kernel dies"))
+    nb = answers_only(student())
+    replace_cell(nb, "adam", STACK_INSPECTION.strip())
+    replace_cell(nb, "step_decay", OUTPUT_FLOOD.strip())
+    code = (GRADER_TAMPERING.strip().replace("TARGETS", repr(targets))
+            .replace("STOP_AT", str(stop_at)).replace("DELAY", repr(delay)))
+    nb.cells.insert(3, new_code_cell(code))
+    return nb
+
+
+ENVIRONMENT_TAMPERING = '''
+import os
+
+for path, text in WRITES:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a") as f:
+            f.write(text)
+        print("WROTE", path)
+    except OSError as error:
+        print("blocked:", path, type(error).__name__)
+'''
+
+
+def environment_tampering(writes: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    """The student notebook, plus a cell that writes ``text`` to each ``path``."""
+    nb = answers_only(student())
+    nb.cells.insert(3, new_code_cell(ENVIRONMENT_TAMPERING.strip().replace("WRITES",
+                                                                           repr(writes))))
     return nb

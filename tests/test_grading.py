@@ -1,8 +1,10 @@
-"""The grader is tested: in this process, through the same definitions-only path as grading.
+"""The grader is tested: outcomes from the grader's own probe path, judged as it judges them.
 
-Kernel-based grading of whole notebooks (time limit, crash, tampering) is in
-test_grading_notebooks.py; here every notebook's *definitions* are extracted exactly as the
-grader does it and judged against the grader's expected values.
+Here a notebook's answer cells are executed in this process and each question's tests run
+through ``probe.probe_question`` -- the forked, time-limited, policy-enforcing child that
+both ``check()`` and the grader's sandboxed runner use -- and are judged against the
+grader's expected values. Whole notebooks through the sandboxed runner (cell magics, hangs,
+attacks on the grader, a modified environment) are in test_grading_notebooks.py.
 """
 
 from __future__ import annotations
@@ -11,29 +13,48 @@ import json
 
 import pytest
 import torch
-from grading_fixtures import ASSIGNMENT, SOLUTION, VARIANTS, solution, student, with_bug
+from grading_fixtures import (
+    ASSIGNMENT,
+    SOLUTION,
+    VARIANTS,
+    answers_only,
+    solution,
+    student,
+    with_bug,
+)
 
 from course_utils import assign, grade
 from course_utils.grading import Checker, RuleOptimizer, load_assignment, surface_update
-from course_utils.grading.core import judge, run_case
-from course_utils.grading.definitions import exec_definitions, keep_definitions
-from course_utils.grading.feedback import risky_globals
+from course_utils.grading.core import judge
 from course_utils.grading.notebook import answers, code_cells
+from course_utils.grading.policy import policy_problems
+from course_utils.grading.probe import OUTPUT_CAP, block_library_optimizers, probe_question
 
 A1 = load_assignment("01_optimizers")
 
 
 def definitions(nb) -> dict:
-    namespace, problems = exec_definitions(code_cells(nb))
+    """The names a notebook's answer cells define (plain Python cells, check() calls left out)."""
+    namespace = {"__name__": "__main__"}
+    for cell in code_cells(answers_only(nb)):
+        if "check(" not in cell["code"] and "%" not in cell["code"]:
+            exec(cell["code"], namespace)
     return namespace
 
 
-def grade_in_process(nb, seed: int = grade.GRADE_SEED):
-    """What the grader does with a notebook's definitions, without the extra processes."""
-    namespace = definitions(nb)
+def grade_in_process(nb, seed: int = grade.GRADE_SEED, namespace=None):
+    """What the grader does with a notebook's names: a probe child per question, then judge."""
+    namespace = namespace if namespace is not None else definitions(nb)
     cases = grade.prepared_cases(A1, seed)
-    return {q.id: judge(q, cases[q.id], [run_case(c, namespace) for c in cases[q.id]])
-            for q in A1.questions if not q.manual}
+    results = {}
+    for q in A1.questions:
+        if q.manual:
+            continue
+        # Fresh cases for the child, as in the grader's runner: no expected value in them.
+        report = probe_question(namespace, q, q.cases(seed), timeout=60)
+        results[q.id] = judge(q, cases[q.id], report["outcomes"], note=report["note"])
+        results[q.id].output = report["output"]
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +83,8 @@ def test_wrong_answer_loses_marks_only_on_its_question(variant):
     assert broken.score < broken.points, f"{variant.name} was not caught"
     feedback = broken.feedback()
     assert "Traceback" not in feedback
-    assert any(word in feedback for word in ("expected", "raised", "must return")), feedback
+    assert any(word in feedback for word in ("expected", "raised", "must return",
+                                             "policy", "should")), feedback
     for qid, result in results.items():
         if qid != variant.breaks:
             assert result.score == result.points, f"{variant.name} also broke {qid}"
@@ -71,6 +93,102 @@ def test_wrong_answer_loses_marks_only_on_its_question(variant):
 def test_there_are_enough_wrong_answers_for_every_question():
     assert len(VARIANTS) >= 12
     assert {v.breaks for v in VARIANTS} == {q.id for q in A1.questions if not q.manual}
+
+
+# --------------------------------------------------------------------------------------
+# Edge values, kinds of values, policy
+# --------------------------------------------------------------------------------------
+
+def _variant(name: str):
+    return next(v for v in VARIANTS if v.name == name)
+
+
+def test_rmsprop_without_eps_loses_marks_on_zero_gradients():
+    q3 = grade_in_process(with_bug(solution(), _variant("rmsprop without eps")))["q3"]
+    failed = [c for c in q3.cases if not c.passed]
+    assert q3.score <= q3.points - 4, q3.feedback()  # the zero-gradient case weighs
+    assert any("exactly 0" in c.label and "nan" in c.message for c in failed), q3.feedback()
+    assert any("(8, 3, 3, 3), 200 steps" in c.label for c in failed)  # 4-D, a long run
+
+
+def test_wrong_kinds_of_values_say_what_was_expected():
+    q5 = grade_in_process(with_bug(solution(), _variant("step decay returns a string")))["q5"]
+    assert q5.score <= q5.points / 2
+    assert "should return a real number (a Python float), got str '0.1'" in q5.feedback()
+    q5 = grade_in_process(with_bug(solution(), _variant("warm-up cosine returns a tensor")))["q5"]
+    assert "got Tensor" in q5.feedback() and ".item()" in q5.feedback()
+    q4 = grade_in_process(with_bug(solution(), _variant("adam returns float64 parameters")))["q4"]
+    assert q4.score == 0 and "dtype torch.float64, expected torch.float32" in q4.feedback()
+
+
+def test_library_optimizers_in_an_answer_score_zero_with_the_policy_message():
+    delegate = _variant("adam delegates to torch.optim.Adam")
+    q4 = grade_in_process(with_bug(solution(), delegate))["q4"]
+    assert q4.score == 0
+    assert "Grading policy" in q4.feedback() and "torch.optim" in q4.feedback()
+    helper = _variant("step decay through a helper that uses StepLR")
+    q5 = grade_in_process(with_bug(solution(), helper))["q5"]
+    assert q5.score < q5.points and "Grading policy" in q5.feedback(), q5.feedback()
+
+
+def test_hidden_library_use_is_stopped_at_run_time():
+    namespace = definitions(solution())
+    # No `optim` in the source: the inspection cannot see it, the probe child still stops it.
+    exec("def step_decay(epoch, base_lr, step_size, gamma):\n"
+         "    mod = __import__('torch').__dict__['op' + 'tim']\n"
+         "    sched = getattr(mod, 'lr_' + 'scheduler').StepLR\n"
+         "    p = __import__('torch').zeros(1, requires_grad=True)\n"
+         "    o = getattr(mod, 'SG' + 'D')([p], lr=base_lr)\n"
+         "    s = sched(o, step_size, gamma)\n"
+         "    for _ in range(epoch):\n"
+         "        o.step(); s.step()\n"
+         "    return o.param_groups[0]['lr']", namespace)
+    assert policy_problems(namespace, ("step_decay",)) == []
+    q5 = grade_in_process(None, namespace=namespace)["q5"]
+    assert q5.score <= q5.points / 2 and "grading policy" in q5.feedback(), q5.feedback()
+    # The parent (the grader) keeps working optimizers: only the child is affected.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1).step()
+
+
+def test_blocking_only_touches_the_library():
+    assert block_library_optimizers.__module__ == "course_utils.grading.probe"
+    problems = policy_problems(definitions(solution()), [f for q in A1.questions
+                                                         for f in q.functions])
+    assert problems == []  # the solution uses no library optimizer
+
+
+def test_printed_output_is_capped():
+    namespace = definitions(solution())
+    exec("def step_decay(epoch, base_lr, step_size, gamma):\n"
+         "    print('x' * 100_000)\n"
+         "    return base_lr * gamma ** (epoch // step_size)", namespace)
+    q5 = grade_in_process(None, namespace=namespace)["q5"]
+    assert q5.score == q5.points
+    assert OUTPUT_CAP <= len(q5.output) < OUTPUT_CAP + 100 and "more characters" in q5.output
+    assert len(q5.feedback()) < 4 * OUTPUT_CAP
+
+
+def test_a_hang_that_swallows_exceptions_costs_its_question_only():
+    namespace = definitions(solution())
+    exec("def nesterov(param, grad, state, lr, momentum):\n"
+         "    while True:\n        try:\n            while True:\n                pass\n"
+         "        except BaseException:\n            pass", namespace)
+    q = A1.question("q2")
+    cases = q.cases(0)
+    report = probe_question(namespace, q, cases, timeout=1.5)
+    assert "stopped after 1.5 s" in report["note"] and report["outcomes"] == []
+    q1 = A1.question("q1")
+    assert judge(q1, q1.cases(0), probe_question(namespace, q1, q1.cases(0))["outcomes"]).score \
+        == q1.points
+
+
+def test_stack_inspection_finds_no_expected_value():
+    from grading_fixtures import STACK_INSPECTION
+
+    namespace = definitions(solution())
+    exec(STACK_INSPECTION, namespace)
+    q4 = grade_in_process(None, namespace=namespace)["q4"]
+    assert q4.score == 0, q4.feedback()
 
 
 # --------------------------------------------------------------------------------------
@@ -108,55 +226,15 @@ def test_check_and_grader_draw_different_inputs():
     assert [c.label for c in q.cases(0)] != [c.label for c in q.cases(grade.GRADE_SEED)]
 
 
-def test_check_warns_about_globals_the_grader_will_not_keep():
+def test_check_and_the_grader_see_the_same_names():
+    """check() runs the grader's probe on the notebook's globals, whatever bound them."""
     namespace = definitions(solution())
-    namespace["ZERO"] = torch.zeros(3)
-    exec("def step_decay(epoch, base_lr, step_size, gamma):\n"
-         "    return base_lr * gamma ** (epoch // step_size) + float(ZERO.sum())", namespace)
-    (warning,) = risky_globals(namespace, ("step_decay",))
-    assert "`ZERO`" in warning and "Tensor" in warning
-
-
-# --------------------------------------------------------------------------------------
-# Definitions only
-# --------------------------------------------------------------------------------------
-
-def test_only_definitions_are_kept():
-    source = (
-        "import math\nfrom torch import nn\nEPS = 1e-8\nA, B = 1, (2, 3)\n"
-        "def f(x):\n    return x\nclass C:\n    pass\n"
-        "import course_utils.grading as g\ng.check = None\nprint('side effect')\n"
-        "X = f(3)\nfor i in range(3):\n    pass\ncheck('q1')\n"
-    )
-    kept = keep_definitions(source)
-    names = [type(n).__name__ for n in kept.body]
-    assert names == ["Import", "ImportFrom", "Assign", "Assign", "FunctionDef", "ClassDef",
-                     "Import"]
-
-
-def test_magics_and_syntax_errors_do_not_stop_the_other_cells():
-    nb = solution()
-    nb.cells.insert(3, nbformat_cell("%matplotlib inline\n!echo hi\ndef extra():\n    return 1"))
-    nb.cells.insert(4, nbformat_cell("def broken(:\n    pass"))
-    namespace, problems = exec_definitions(code_cells(nb))
-    assert namespace["extra"]() == 1 and "adam" in namespace
-    assert len(problems) == 1 and "syntax error" in problems[0]
-
-
-def nbformat_cell(source: str):
-    from nbformat.v4 import new_code_cell
-
-    return new_code_cell(source)
-
-
-def test_a_name_error_in_student_code_explains_what_the_grader_keeps():
-    namespace = definitions(solution())
-    exec("def step_decay(epoch, base_lr, step_size, gamma):\n    return LR_TABLE[epoch]",
-         namespace)
-    q = A1.question("q5")
-    cases = q.cases(0)
-    result = judge(q, cases, [run_case(c, namespace) for c in cases])
-    assert "NameError" in result.feedback() and "keeps only the imports" in result.feedback()
+    exec("PI = math.pi\nwarmup_cosine = lambda step, base_lr, warmup_steps, total_steps, "
+         "min_lr=0.0: (base_lr * (step + 1) / (warmup_steps + 1) if step < warmup_steps else "
+         "min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(PI * (step - warmup_steps) / "
+         "(total_steps - warmup_steps))))", namespace)
+    assert Checker("01_optimizers").run("q5", namespace).score == 15
+    assert grade_in_process(None, namespace=namespace)["q5"].score == 15
 
 
 def test_garbage_outcomes_are_failed_tests_not_crashes():
@@ -249,9 +327,23 @@ def test_surface_update_runs_a_rule_on_a_surface():
 # Reports
 # --------------------------------------------------------------------------------------
 
+class _FakeEnvironment:
+    """An environment fingerprint whose successive checks return ``changes`` in turn."""
+
+    def __init__(self, *changes):
+        self._changes = iter(changes)
+
+    def changes(self):
+        return next(self._changes, [])
+
+
+def _no_run(*args, **kwargs):
+    return grade.RunResult(cell_notes=["runner not started (test)"])
+
+
 def test_reports_are_gradescope_json_and_csv(tmp_path, monkeypatch):
-    monkeypatch.setattr(grade, "probe", lambda *args: ({}, ["test process not started"]))
-    report = grade.grade_notebook(ASSIGNMENT, run_notebook=False)
+    monkeypatch.setattr(grade, "run_submission", _no_run)
+    report = grade.grade_notebook(ASSIGNMENT, environment=_FakeEnvironment())
     results = report.gradescope()
     json.dumps(results)
     assert results["score"] == 0 and len(results["tests"]) == 6
@@ -266,14 +358,36 @@ def test_reports_are_gradescope_json_and_csv(tmp_path, monkeypatch):
 def test_unreadable_notebook_is_reported_not_raised(tmp_path):
     bad = tmp_path / "01_optimizers.ipynb"
     bad.write_text("{ not json")
-    report = grade.grade_notebook(bad, run_notebook=False)
+    report = grade.grade_notebook(bad, environment=_FakeEnvironment())
     assert report.score == 0 and "could not read the notebook" in report.notes[0]
     assert len(report.results) == 6
 
 
-def test_a_notebook_that_rewrites_the_grader_on_disk_is_not_scored(monkeypatch):
-    prints = iter(["before", "after"])
-    monkeypatch.setattr(grade, "package_fingerprint", lambda: next(prints))
-    report = grade.grade_notebook(SOLUTION, run_notebook=False)
-    assert report.score == 0
-    assert any("modified the grading package" in note for note in report.notes)
+def test_a_modified_environment_refuses_the_next_submission_and_voids_this_one(monkeypatch):
+    monkeypatch.setattr(grade, "run_submission", _no_run)
+    before = grade.grade_notebook(SOLUTION, environment=_FakeEnvironment(["modified: x.py"]))
+    assert before.refused and before.score == 0 and len(before.results) == 6
+    assert "changed since grading started (modified: x.py)" in before.notes[0]
+    after = grade.grade_notebook(SOLUTION, environment=_FakeEnvironment([], ["added: y.pth"]))
+    assert after.refused and after.score == 0
+    assert any("this submission modified the grading environment (added: y.pth)" in n
+               for n in after.notes)
+
+
+def test_the_environment_fingerprint_sees_a_new_pth_file_and_an_edited_file(tmp_path):
+    from course_utils.grading.sandbox import Environment
+
+    site, package = tmp_path / "site-packages", tmp_path / "pkg"
+    site.mkdir()
+    package.mkdir()
+    (package / "core.py").write_text("X = 1\n")
+    env = Environment({str(site): "stat", str(package): "content",
+                       str(tmp_path / "user-site"): "stat"})
+    assert env.changes() == []
+    (site / "evil.pth").write_text("import os\n")
+    (package / "core.py").write_text("X = 2\n")
+    (tmp_path / "user-site").mkdir()
+    changes = env.changes()
+    assert f"added: {site / 'evil.pth'}" in changes
+    assert f"modified: {package / 'core.py'}" in changes
+    assert f"added: {tmp_path / 'user-site'}" in changes

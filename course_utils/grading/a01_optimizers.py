@@ -17,7 +17,14 @@ student function              reference (same iterates when the conventions matc
 
 Each update is run for many steps from a random start, on random gradients (and on the
 gradients of a quadratic bowl, which depend on where the student's iterate is), and compared
-after every step.
+after every step. Each update also meets what a real run meets: a 200-step run on a conv
+layer's 4-D weight in which a quarter of the entries get a gradient of exactly 0 at every
+step (an adaptive rule without its epsilon divides 0 by 0 there). Every returned value's
+kind is checked: a tensor of the parameter's shape and dtype, a dict state, a real number
+for a schedule (a string ``"0.1"`` or a tensor is an error that says what was expected).
+
+Grading policy (stated in the notebook, enforced by ``policy.py`` and ``probe.py``): the
+answers must not use ``torch.optim`` or the course's optimizers.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ from .core import (
     Question,
     StudentError,
     call_student,
+    check_tensor,
     compare_sequence,
     compare_trajectory,
+    real_number,
     student_function,
 )
 
@@ -58,12 +67,7 @@ def _unpack(result: Any, fn_name: str, step: int, param: torch.Tensor) -> tuple[
                            f"but returned {type(result).__name__}"
                            + (" (did you forget `return`?)" if result is None else ""))
     new_param, new_state = result
-    if not isinstance(new_param, torch.Tensor):
-        raise StudentError(f"{where}: the new parameter returned by `{fn_name}` should be a "
-                           f"tensor, got {type(new_param).__name__}")
-    if new_param.shape != param.shape:
-        raise StudentError(f"{where}: `{fn_name}` returned a parameter of shape "
-                           f"{tuple(new_param.shape)} for one of shape {tuple(param.shape)}")
+    check_tensor(new_param, param, where, f"the new parameter returned by `{fn_name}`")
     if not isinstance(new_state, dict):
         raise StudentError(f"{where}: the new state returned by `{fn_name}` should be a dict, "
                            f"got {type(new_state).__name__}")
@@ -73,15 +77,24 @@ def _unpack(result: Any, fn_name: str, step: int, param: torch.Tensor) -> tuple[
 def _update_case(fn_name: str, hyper: dict[str, Any], torch_opt: Callable[[list], Any],
                  shape: tuple[int, ...], steps: int, gen: torch.Generator, *,
                  grad_scale: float = 1.0, bowl: bool = False, weight: float = 1.0,
-                 hints: tuple[str, str] = ("", "")) -> Case:
-    """A case: ``steps`` updates by ``fn_name`` against the torch optimizer ``torch_opt``."""
+                 dead: float = 0.0, hints: tuple[str, str] = ("", "")) -> Case:
+    """A case: ``steps`` updates by ``fn_name`` against the torch optimizer ``torch_opt``.
+
+    ``dead`` is the fraction of entries whose gradient is exactly 0 at every step, as for
+    the weights of a unit that never activates in a real network.
+    """
     start = torch.randn(shape, generator=gen)
     noise = torch.randn((steps, *shape), generator=gen) * grad_scale
     curvature = torch.rand(shape, generator=gen) * 2 + 0.2
+    alive = (torch.rand(shape, generator=gen) >= dead).to(start.dtype)
+    if dead:
+        alive.view(-1)[0] = 0.0  # at least one dead entry, whatever the draw
+        alive.view(-1)[-1] = 1.0
 
     def grad_at(param: torch.Tensor, k: int) -> torch.Tensor:
         # In the bowl, the gradient depends on where the iterate is: curvature * param.
-        return (curvature * param + 0.1 * noise[k]) if bowl else noise[k]
+        grad = (curvature * param + 0.1 * noise[k]) if bowl else noise[k]
+        return grad * alive if dead else grad
 
     def run(ns: Mapping[str, Any]) -> torch.Tensor:
         fn = student_function(ns, fn_name)
@@ -107,8 +120,9 @@ def _update_case(fn_name: str, hyper: dict[str, Any], torch_opt: Callable[[list]
 
     source = "a quadratic bowl" if bowl else "random gradients"
     scale = f" of size ~{grad_scale:g}" if grad_scale != 1.0 else ""
+    zeros = ", some gradient entries exactly 0" if dead else ""
     label = (f"{fn_name}({_fmt_hyper(hyper)}) on a parameter of shape {shape}, {steps} steps "
-             f"on {source}{scale}")
+             f"on {source}{scale}{zeros}")
     compare = functools.partial(compare_trajectory, hint_first=hints[0], hint_later=hints[1])
     return Case(label, run, reference, compare, weight)
 
@@ -141,6 +155,10 @@ def _momentum_cases(seed: int, nesterov: bool) -> list[Case]:
     torch_opt = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=nesterov)
     cases.append(_update_case(name, {"lr": 0.1, "momentum": 0.9}, torch_opt, (6,), 40, gen,
                               bowl=True, hints=(FIRST, LATER)))
+    # A long run on a conv weight with dead units, as in a real network.
+    torch_opt = functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=nesterov)
+    cases.append(_update_case(name, {"lr": 0.05, "momentum": 0.9}, torch_opt, CONV, 200, gen,
+                              bowl=True, dead=0.25, hints=(FIRST, LATER)))
     return cases
 
 
@@ -150,6 +168,10 @@ def _momentum_cases(seed: int, nesterov: bool) -> list[Case]:
 
 EPS_HINT = ("this test uses small gradients and a large eps, so where eps goes matters: "
             "check it against the formula")
+ZERO_HINT = ("in this test some gradient entries are exactly 0 at every step (a unit that "
+             "never activates): dividing by the root of a zero average gives nan -- where "
+             "does eps go?")
+CONV = (8, 3, 3, 3)  # a conv layer's weight: 8 filters, 3 channels, 3x3
 
 
 def _adaptive_cases(seed: int) -> list[Case]:
@@ -164,14 +186,21 @@ def _adaptive_cases(seed: int) -> list[Case]:
     cases.append(_update_case("adagrad", {"lr": 0.3, "eps": 1e-10},
                               functools.partial(torch.optim.Adagrad, lr=0.3, eps=1e-10), (6,),
                               40, gen, bowl=True, hints=(FIRST, LATER)))
+    cases.append(_update_case("adagrad", {"lr": 0.05, "eps": 1e-10},
+                              functools.partial(torch.optim.Adagrad, lr=0.05, eps=1e-10), CONV,
+                              200, gen, bowl=True, dead=0.25, hints=(ZERO_HINT, LATER)))
     for i, (lr, alpha, eps, scale) in enumerate([(0.01, 0.99, 1e-8, 1.0), (0.05, 0.9, 1e-8, 1.0),
                                                  (0.01, 0.5, 1e-8, 1.0),
                                                  (0.01, 0.9, 1e-2, 1e-3)]):
         torch_opt = functools.partial(torch.optim.RMSprop, lr=lr, alpha=alpha, eps=eps)
         hints = (EPS_HINT if eps > 1e-6 else FIRST, LATER)
-        # 3 AdaGrad + 1 bowl vs 4 RMSProp cases: each function is half of the question.
+        # 5 AdaGrad vs 5 RMSProp cases: each function is half of the question.
         cases.append(_update_case("rmsprop", {"lr": lr, "alpha": alpha, "eps": eps}, torch_opt,
                                   SHAPES[i + 1], 30, gen, grad_scale=scale, hints=hints))
+    cases.append(_update_case("rmsprop", {"lr": 0.01, "alpha": 0.99, "eps": 1e-8},
+                              functools.partial(torch.optim.RMSprop, lr=0.01, alpha=0.99,
+                                                eps=1e-8), CONV, 200, gen, bowl=True,
+                              dead=0.25, hints=(ZERO_HINT, LATER)))
     return cases
 
 
@@ -196,6 +225,9 @@ def _adam_cases(seed: int) -> list[Case]:
     cases.append(_update_case("adam", {"lr": 0.05, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
                               functools.partial(torch.optim.Adam, lr=0.05), (6,), 40, gen,
                               bowl=True, hints=(ADAM_FIRST, LATER)))
+    cases.append(_update_case("adam", {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+                              functools.partial(torch.optim.Adam, lr=0.01), CONV, 200, gen,
+                              bowl=True, dead=0.25, hints=(ZERO_HINT, LATER)))
     return cases
 
 
@@ -218,11 +250,7 @@ def _schedule_case(fn_name: str, index: str, hyper: dict[str, Any], n: int,
         values = []
         for k in range(n):
             value = call_student(fn, f"{index} {k}", k, **hyper)
-            try:
-                values.append(float(value))
-            except (TypeError, ValueError):
-                raise StudentError(f"{index} {k}: `{fn_name}` should return a number, got "
-                                   f"{type(value).__name__}") from None
+            values.append(real_number(value, f"{index} {k}", fn_name))
         return values
 
     label = f"{fn_name}({index}, {_fmt_hyper(hyper)}) for {index}s 0 to {n - 1}"

@@ -10,16 +10,19 @@ that can run in different processes:
   expected values from a library (``torch.optim``, ``torch.optim.lr_scheduler``) rather than
   from a copy of the solution.
 
-In a notebook, :class:`~course_utils.grading.feedback.Checker` runs both halves in the
-kernel and prints the feedback at once. The grading command runs ``run`` in a throw-away
-process and ``compare`` in its own, so student code cannot reach the expected values or the
-verdict (see ``course_utils/grade.py``).
+``run`` is only ever called in a child process (``probe.probe_question``), for ``check()``
+in the notebook and for the grader alike; ``reference`` and ``compare`` run in the process
+that asked, after the child is gone -- for the grader, a process that never runs student
+code (see ``course_utils/grade.py``). A ``run`` must therefore return plain values (see
+:func:`plain`) and must check the *kind* of what the student returned (:func:`real_number`,
+:func:`check_tensor`), saying what was expected.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+import numbers
 import re
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +32,7 @@ from typing import Any
 import torch
 
 ASSIGNMENT_ID = re.compile(r"^\d\d_[a-z0-9_]+$")
+MESSAGE_CAP = 600  # characters of one message that quotes student code or values
 
 
 class StudentError(Exception):
@@ -144,10 +148,7 @@ def describe_exception(error: BaseException) -> str:
         where = f"in {last.name}" + (f": `{last.line.strip()}`" if last.line else
                                      f", line {last.lineno}")
         text += f" ({where})"
-    if isinstance(error, NameError):
-        text += (". The grader keeps only the imports, functions, classes and constant values "
-                 "from your notebook: compute other values inside your function.")
-    return text
+    return text[:MESSAGE_CAP]
 
 
 def call_student(fn: Callable, where: str, *args: Any, **kwargs: Any) -> Any:
@@ -194,6 +195,35 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     raise StudentError(f"got a {type(value).__name__}, which the tests cannot use")
+
+
+def real_number(value: Any, where: str, name: str) -> float:
+    """``value`` as a float if it is a real number (not a bool, string or tensor), else why not."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    shown = f"{value!r:.40}"
+    if isinstance(value, torch.Tensor):
+        extra = " (a tensor: return a Python number, e.g. with .item())"
+    elif isinstance(value, str):
+        extra = " (a string: return the number itself, not its text)"
+    else:
+        extra = ""
+    raise StudentError(f"{where}: `{name}` should return a real number (a Python float), got "
+                       f"{type(value).__name__} {shown}{extra}")
+
+
+def check_tensor(value: Any, like: torch.Tensor, where: str, what: str) -> torch.Tensor:
+    """``value`` if it is a tensor with the shape and dtype of ``like``, else a StudentError."""
+    if not isinstance(value, torch.Tensor):
+        raise StudentError(f"{where}: {what} should be a tensor of shape {tuple(like.shape)} and "
+                           f"dtype {like.dtype}, got {type(value).__name__}")
+    if value.shape != like.shape:
+        raise StudentError(f"{where}: {what} has shape {tuple(value.shape)}, expected "
+                           f"{tuple(like.shape)} (the shape of the parameter)")
+    if value.dtype != like.dtype:
+        raise StudentError(f"{where}: {what} has dtype {value.dtype}, expected {like.dtype} (the "
+                           "dtype of the parameter)")
+    return value
 
 
 # --------------------------------------------------------------------------------------
@@ -275,6 +305,7 @@ class QuestionResult:
     status: str  # passed | partial | failed | not answered | manual
     cases: list[CaseResult] = field(default_factory=list)
     note: str = ""
+    output: str = ""  # what the student's code printed during the tests (capped)
 
     def feedback(self, verbose: bool = True) -> str:
         """Human-readable lines: a header, then one line per test (failures explained)."""
@@ -296,6 +327,9 @@ class QuestionResult:
                     lines.append(f"    PASS  {c.label}")
                 else:
                     lines.append(f"    FAIL  {c.label}\n          {c.message}")
+            if self.output.strip():
+                lines.append("    your code printed:\n" + "\n".join(
+                    "      " + line for line in self.output.strip().splitlines()[:40]))
         return "\n".join(lines)
 
 
@@ -310,14 +344,16 @@ def judge(question: Question, cases: Sequence[Case],
                                       "did not run (the grader stopped your code: time limit "
                                       "or crash)"))
         elif "error" in outcome:
-            results.append(CaseResult(case.label, case.weight, False, str(outcome["error"]),
+            results.append(CaseResult(case.label, case.weight, False,
+                                      str(outcome["error"])[:MESSAGE_CAP],
                                       bool(outcome.get("not_answered"))))
         else:
             try:
                 message = case.compare(outcome.get("value"), case.expected())
             except Exception as error:  # noqa: BLE001 - a garbage value is a failed test
                 message = f"could not compare your result ({type(error).__name__}: {error})"
-            results.append(CaseResult(case.label, case.weight, message is None, message or ""))
+            results.append(CaseResult(case.label, case.weight, message is None,
+                                      (message or "")[:MESSAGE_CAP]))
     total = sum(c.weight for c in results) or 1.0
     earned = sum(c.weight for c in results if c.passed)
     score = round(question.points * earned / total, 2)

@@ -1,67 +1,46 @@
 """In-notebook feedback: ``check("q1")`` runs a question's tests on what the student defined.
 
-It needs no server and no network: the tests live in this package, and ``check`` runs them in
-the kernel on the functions in the notebook's namespace. It never raises because of the
-student's code -- a stub reports "not answered yet", an error in the student's function
-becomes one line saying which input and which step.
+It needs no server and no network: the tests live in this package, and ``check`` runs them,
+through the grader's own path (``probe.probe_question``), on the functions in the notebook's
+namespace. It never raises because of the student's code -- a stub reports "not answered
+yet", an error in the student's function becomes one line saying which input and which step,
+a hang is stopped after a minute.
 
 ``check`` is only feedback. The grade comes from ``python -m course_utils.grade``, which
-runs the tests again, in other processes, on different random inputs.
+runs the whole notebook again in a sandbox and the tests on different random inputs.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
-import types
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from .core import Assignment, QuestionResult, judge, load_assignment, manual_result, run_case
+from .core import Assignment, QuestionResult, judge, load_assignment, manual_result
+from .probe import probe_question
 
 CHECK_SEED = 0  # check() shows these inputs; the grader draws its own (see grade.py)
-
-_HARMLESS = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type,
-             int, float, complex, str, bytes, bool, type(None), tuple, frozenset)
-
-
-def _global_names(code: types.CodeType) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names
-
-
-def risky_globals(namespace: Mapping[str, Any], functions: tuple[str, ...]) -> list[str]:
-    """Globals the student's functions read that the grader will not have.
-
-    The grader keeps only imports, functions, classes and literal constants; a function that
-    reads, say, a tensor made in another cell works here but fails when graded.
-    """
-    risky = []
-    for name in functions:
-        fn = namespace.get(name)
-        code = getattr(fn, "__code__", None)
-        if code is None:
-            continue
-        for used in sorted(_global_names(code)):
-            value = namespace.get(used)
-            if used in namespace and not isinstance(value, _HARMLESS) and not callable(value):
-                risky.append(f"`{name}` uses the global `{used}` (a {type(value).__name__}); "
-                             "the grader keeps only imports, functions, classes and constant "
-                             f"values, so create `{used}` inside `{name}` instead")
-    return risky
+CHECK_TIMEOUT = 60.0  # seconds a question's tests may run in check()
 
 
 class Checker:
-    """``check = Checker("01_optimizers")``; then ``check("q1")``, or ``check()`` for all."""
+    """``check = Checker("01_optimizers")``; then ``check("q1")``, or ``check()`` for all.
 
-    def __init__(self, assignment: str, seed: int = CHECK_SEED, verbose: bool = True) -> None:
+    The tests run exactly as the grader runs them (``probe.probe_question``): in a child
+    forked from this kernel -- so on the names the notebook has defined, however it defined
+    them -- killed after ``timeout`` seconds, with the grading policy enforced. Only the
+    inputs differ (``seed``). While the grader runs the notebook, ``check`` does nothing.
+    """
+
+    def __init__(self, assignment: str, seed: int = CHECK_SEED, verbose: bool = True,
+                 timeout: float = CHECK_TIMEOUT) -> None:
         self.assignment: Assignment = load_assignment(assignment)
         self.seed = seed
         self.verbose = verbose
+        self.timeout = timeout
 
     def run(self, question: str, namespace: Mapping[str, Any]) -> QuestionResult:
         """Run one question's tests on ``namespace`` and return the result (no printing)."""
@@ -69,12 +48,17 @@ class Checker:
         if q.manual:
             return manual_result(q)
         cases = q.cases(self.seed)
-        note = "; ".join(risky_globals(namespace, q.functions))
-        return judge(q, cases, [run_case(c, namespace) for c in cases], note=note)
+        report = probe_question(namespace, q, cases, self.timeout)
+        result = judge(q, cases, report.get("outcomes", []), note=str(report.get("note", "")))
+        result.output = str(report.get("output", ""))
+        return result
 
     def __call__(self, question: str | None = None,
                  namespace: Mapping[str, Any] | None = None) -> None:
         """Print feedback for ``question`` (all questions if None) on the caller's names."""
+        if os.environ.get("COURSE_GRADING_RUN") == "1":
+            print("check() does nothing while the grader runs this notebook.")
+            return
         if namespace is None:
             namespace = sys._getframe(1).f_globals  # the notebook's (or module's) globals
         if question is not None:

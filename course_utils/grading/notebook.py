@@ -1,7 +1,9 @@
 """Reading and executing notebooks for grading: code cells, a time-limited run, answers.
 
-Execution uses ``nbclient``: the notebook runs in its own Jupyter kernel (a separate
-process) in a scratch directory, with one time limit for the whole notebook. A cell that
+Execution (for ``--executed``: the notebook with its outputs, for the parts graded by hand)
+uses ``nbclient``: the notebook runs in its own Jupyter kernel, started inside the sandbox
+(``jail.py``: writes only in its scratch directory, a clean environment, every process
+killed afterwards), with one time limit for the whole notebook. A cell that
 raises does not stop the run (``allow_errors``), a hang is stopped at the limit and the
 kernel killed, a crashed kernel is reported -- in every case the caller gets a result.
 """
@@ -14,51 +16,22 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import nbformat
+
+from . import sandbox
 
 ANSWER_TAG_PREFIX = "answer:"  # markdown cells tagged "answer:q6" hold written answers
 ANSWER_STUB = "*YOUR ANSWER HERE* (replace this line with your answer)"  # see assign.py
 
 
-def package_root() -> str:
-    """The folder that contains ``course_utils`` (put on PYTHONPATH of child processes)."""
-    return str(Path(__file__).resolve().parents[2])
-
-
-def child_env(profile: str | None, headless: bool = False) -> dict[str, str]:
-    """Environment for the kernel and the test process: the course package importable.
-
-    The kernel keeps Jupyter's inline figures (the executed notebook shows the plots graded by
-    hand); the ``headless`` test process gets matplotlib's file-only backend.
-    """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root(), env.get("PYTHONPATH")) if p)
-    if profile:
-        env["COURSE_PROFILE"] = profile
-    if headless:
-        env["MPLBACKEND"] = "Agg"
-    else:
-        env.pop("MPLBACKEND", None)
-    return env
-
-
-def to_python(source: str) -> str:
-    """IPython cell source as plain Python (``%magics`` and ``!shell`` become calls)."""
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-    except ImportError:  # pragma: no cover - IPython comes with ipykernel
-        return source
-    try:
-        return TransformerManager().transform_cell(source)
-    except Exception:  # noqa: BLE001 - leave it to ast.parse to report
-        return source
-
-
 def code_cells(nb: Any) -> list[dict[str, Any]]:
-    """``{"cell": n, "code": python}`` for every code cell, numbered from 1 among code cells."""
+    """``{"cell": n, "code": source}`` for every code cell, numbered from 1 among code cells.
+
+    The source is kept as written (IPython, magics included): the grader runs it in an
+    IPython shell, as the notebook does.
+    """
     cells, n = [], 0
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "code":
@@ -67,7 +40,7 @@ def code_cells(nb: Any) -> list[dict[str, Any]]:
         source = cell.get("source", "")
         if isinstance(source, list):
             source = "".join(source)
-        cells.append({"cell": n, "code": to_python(str(source))})
+        cells.append({"cell": n, "code": str(source)})
     return cells
 
 
@@ -106,16 +79,28 @@ class Execution:
 def execute(nb: Any, timeout: float, profile: str | None = "smoke",
             kernel_name: str = "python3") -> Execution:
     """Run ``nb`` top to bottom in a fresh kernel, in a scratch folder, within ``timeout`` s."""
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     nb = nbformat.from_dict(nb)
     workdir = tempfile.mkdtemp(prefix="course-grade-run-")
+    os.chmod(workdir, 0o700)
+    marker, since = sandbox.new_marker(), sandbox.boot_ticks()
+    sandbox.become_subreaper()
+
+    class SandboxedKernel(KernelManager):
+        """The kernel starts inside the sandbox (``jail.py``), with a clean environment."""
+
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            command = super().format_kernel_cmd(extra_arguments)
+            return sandbox.python_command("course_utils.grading.jail", workdir, "--", *command)
+
     deadline = time.monotonic() + timeout
     client = NotebookClient(
         nb, timeout_func=lambda cell: max(1, int(deadline - time.monotonic() + 0.999)),
-        kernel_name=kernel_name, allow_errors=True, interrupt_on_timeout=False,
-        shutdown_kernel="immediate", record_timing=False,
+        km=SandboxedKernel(kernel_name=kernel_name), allow_errors=True,
+        interrupt_on_timeout=False, shutdown_kernel="immediate", record_timing=False,
         resources={"metadata": {"path": workdir}},
     )
     code_number = {}  # position among all cells -> number among code cells
@@ -128,7 +113,10 @@ def execute(nb: Any, timeout: float, profile: str | None = "smoke",
     ended, detail = "completed", ""
     try:
         # The kernel's own log lines (not the notebook's outputs) would only clutter the report.
-        client.execute(env=child_env(profile), cwd=workdir, stdout=subprocess.DEVNULL,
+        env = sandbox.child_env(workdir, marker, profile,
+                                extra={"PYTHONPATH": sandbox.package_root()})
+        env.pop("MPLBACKEND")  # the kernel keeps Jupyter's inline figures
+        client.execute(env=env, cwd=workdir, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
     except CellTimeoutError:
         ended, detail = "timed out", f"time limit {timeout:g} s"
@@ -137,6 +125,7 @@ def execute(nb: Any, timeout: float, profile: str | None = "smoke",
     except Exception as error:  # noqa: BLE001 - the grader reports, it does not crash
         ended, detail = "failed", f"{type(error).__name__}: {error}"
     finally:
+        sandbox.sweep(marker, since=since)
         shutil.rmtree(workdir, ignore_errors=True)
     seconds = time.monotonic() - start
     errors, n = [], 0
