@@ -34,6 +34,7 @@ install: $(STAMP)
 # are off because a static page would show them frozen.
 book: install
 	COURSE_PROGRESS=0 $(BIN)/jupyter-book build . -W --keep-going
+	$(BIN)/python tools/check_site.py _build/html
 
 # Also fails when the committed assignments/ differ from a fresh generation from solutions/,
 # when a notebook's Colab cell or a link names another repository than _config.yml, and when

@@ -111,6 +111,7 @@ class _Timings:
     def __init__(self) -> None:
         self.notebooks: dict[str, float] = defaultdict(float)
         self.tests: dict[str, float] = defaultdict(float)
+        self.outcomes: dict[str, int] = defaultdict(int)
         self.start = time.perf_counter()
 
 
@@ -118,6 +119,10 @@ _TIMINGS = _Timings()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # One outcome per test: its call, or a setup that skipped or failed, or a failed teardown.
+    if (report.when == "call" or (report.when == "setup" and not report.passed)
+            or (report.when == "teardown" and report.failed)):
+        _TIMINGS.outcomes[report.outcome] += 1
     notebook = _notebook_of(report.nodeid)
     if notebook:
         _TIMINGS.notebooks[notebook] += report.duration
@@ -150,6 +155,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         data = {
             "wall_s": round(time.perf_counter() - _TIMINGS.start, 2),
             "notebook_limit_s": config.getoption("notebook_limit"),
+            "outcomes": dict(_TIMINGS.outcomes),
+            "exitstatus": int(session.exitstatus),
             "notebooks": dict(sorted(_TIMINGS.notebooks.items(), key=lambda x: -x[1])),
             "tests": dict(sorted(_TIMINGS.tests.items(), key=lambda x: -x[1])),
         }
@@ -198,6 +205,7 @@ def main(argv: list[str]) -> int:
     notebooks: dict[str, float] = {}
     tests: dict[str, float] = {}
     limit = 0.0
+    totals: list[dict[str, int]] = []
     print("=" * 30, "timings of this run (budget: tests/README.md)", "=" * 30)
     for path in argv:
         if not Path(path).exists():
@@ -207,11 +215,16 @@ def main(argv: list[str]) -> int:
         notebooks.update(data.get("notebooks", {}))
         tests.update(data.get("tests", {}))
         limit = max(limit, data.get("notebook_limit_s") or 0.0)
+        totals.append(data.get("outcomes", {}))
         if "wall_s" in data:
             print(f"  {data['wall_s']:7.1f} s  pytest run {Path(path).stem}")
         for step, seconds in data.get("steps", {}).items():
             print(f"  {seconds:7.1f} s  {step}")
     print("\n".join(format_table(notebooks, tests, None, limit)))
+    counts = {k: sum(outcomes.get(k, 0) for outcomes in totals) for k in
+              ("passed", "failed", "skipped")}
+    print(f"total: {counts['passed']} passed, {counts['failed']} failed, "
+          f"{counts['skipped']} skipped")
     return 0
 
 
