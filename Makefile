@@ -18,7 +18,7 @@ XDIST = $(if $(filter 1,$(JOBS)),-p no:xdist,-n $(JOBS) --dist $(1))
 # A notebook over this many seconds in `smoke` fails the suite (a `full`-size run in CI).
 NOTEBOOK_LIMIT := 90
 
-.PHONY: install book test lint unit notebooks book-smoke publish clean
+.PHONY: install book test lint unit notebooks book-smoke publish release clean
 
 # pip's notes about absent local mirror folders are filtered out; errors still show.
 $(STAMP): pyproject.toml
@@ -84,6 +84,12 @@ publish:
 	@test -f _build/html/index.html || { echo "No site in _build/html: run 'make book' first."; exit 1; }
 	$(BIN)/ghp-import --no-jekyll --push --force \
 		--message "Publish the site built from $$(git rev-parse --short HEAD)" _build/html
+
+# The student-facing course (no solutions/, no solution-bearing tests, no instructor page),
+# for the public repository students open on Colab and Binder (see the instructor page).
+RELEASE_DIR ?= _build/release
+release: install
+	$(BIN)/python -m course_utils.assign --release $(RELEASE_DIR)
 
 clean:
 	rm -rf _build

@@ -1,4 +1,6 @@
-"""Regenerate the student notebooks: ``python -m course_utils.assign [--check]``.
+"""Regenerate the student notebooks; make the student-facing release of the course.
+
+``python -m course_utils.assign [--check]`` and ``python -m course_utils.assign --release DIR``.
 
 ``solutions/NN_name.ipynb`` is the single source of an assignment. In its code cells, the
 lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (nbgrader's markers) become a
@@ -7,6 +9,11 @@ BEGIN marker (``### BEGIN SOLUTION hint: use torch.zeros_like``) becomes the stu
 markdown cells the region becomes "YOUR ANSWER HERE". Outputs and execution counts are
 cleared; everything else (cell ids, tags, metadata) is kept, so running it twice changes
 nothing. ``--check`` changes no file and exits 1 if ``assignments/`` is out of date (CI).
+
+``--release DIR`` writes the course students may see into ``DIR`` (see :func:`release`):
+everything git tracks, except ``solutions/``, the tests that are built from solutions, and
+the instructor page; it then refuses to finish if any released file still holds a solution
+region or a model answer.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import nbformat
 
 from .grading.notebook import ANSWER_STUB
 
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN, END = "### BEGIN " + "SOLUTION", "### END " + "SOLUTION"  # split: this file is released
 DEFAULT_HINT = "replace this line with your code"
 
 
@@ -107,6 +114,99 @@ def stale(solutions: Path, assignments: Path) -> list[Path]:
     return sorted(p for p in assignments.glob("*.ipynb") if p.name not in names)
 
 
+# --------------------------------------------------------------------------------------
+# The student-facing release
+# --------------------------------------------------------------------------------------
+
+# Never released: the solutions, tests and fixtures made from them, the instructor page,
+# and what is private to the instructors' repository or generated.
+RELEASE_EXCLUDE = (
+    "solutions/", "tests/grading_fixtures.py", "tests/test_grading.py",
+    "tests/test_grading_notebooks.py", "chapters/assignments/instructors.md", ".github/",
+)
+INSTRUCTOR_PAGE = "chapters/assignments/instructors"
+
+
+def _tracked_files(root: Path) -> list[str]:
+    """The files git tracks under ``root`` (a walk without build folders if not a checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True,
+                             check=True).stdout.decode()
+        return [f for f in out.split("\0") if f and (root / f).is_file()]
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", ".venv", "_build", "__pycache__", ".pytest_cache", ".ruff_cache"}
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                      if p.is_file() and not skip & set(p.relative_to(root).parts))
+
+
+def solution_lines(text: str) -> list[int]:
+    """Line numbers (from 1) of solution markers in ``text`` (also inside notebook JSON)."""
+    found = []
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip().lstrip('"').strip()
+        if stripped.startswith((BEGIN, END)):
+            found.append(n)
+    return found
+
+
+def release(root: Path, dest: Path) -> list[str]:
+    """Copy the student-facing course from ``root`` to ``dest``; return the files written.
+
+    ``dest`` must not exist or be empty. The copy has the book sources, the generated
+    ``assignments/`` (checked to be up to date), the package with its graders, and the other
+    tests; the table of contents and the assignments page lose their link to the instructor
+    page. Raises ``MarkerError`` if a released file contains a solution marker.
+    """
+    import shutil
+
+    if dest.exists() and any(dest.iterdir()):
+        raise FileExistsError(f"{dest} is not empty: release into a new folder")
+    stalled = generate(root / "solutions", root / "assignments", check=True)
+    if stalled:
+        raise MarkerError(f"assignments/ is out of date ({', '.join(stalled)}): run "
+                          "`python -m course_utils.assign` first")
+    written = []
+    for rel in _tracked_files(root):
+        if rel.startswith(RELEASE_EXCLUDE):
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, target)
+        written.append(rel)
+    toc = dest / "_toc.yml"
+    if toc.exists():
+        lines = toc.read_text(encoding="utf-8").splitlines(keepends=True)
+        keep = []
+        for i, line in enumerate(lines):
+            if INSTRUCTOR_PAGE in line:
+                continue
+            nxt = lines[i + 1] if i + 1 < len(lines) else ""
+            if line.strip() == "sections:" and INSTRUCTOR_PAGE in nxt and (
+                    i + 2 >= len(lines) or not lines[i + 2].lstrip().startswith("- file:")
+                    or len(lines[i + 2]) - len(lines[i + 2].lstrip())
+                    < len(nxt) - len(nxt.lstrip())):
+                continue  # a sections list that held only the instructor page
+            keep.append(line)
+        toc.write_text("".join(keep), encoding="utf-8")
+    for page in (dest / "chapters" / "assignments").glob("*.md"):
+        text = page.read_text(encoding="utf-8")
+        kept = [line for line in text.splitlines(keepends=True)
+                if "{doc}`instructors`" not in line and "<instructors>" not in line]
+        page.write_text("".join(kept), encoding="utf-8")
+    leaks = []
+    for rel in written:
+        try:
+            text = (dest / rel).read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        leaks += [f"{rel}:{n}" for n in solution_lines(text)]
+    if leaks:
+        raise MarkerError("solution markers in the release: " + ", ".join(leaks[:10]))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_utils.assign",
                                      description="Regenerate assignments/ from solutions/.")
@@ -114,7 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignments", default="assignments", type=Path)
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 if assignments/ is out of date")
+    parser.add_argument("--release", type=Path, metavar="DIR",
+                        help="write the student-facing course (no solutions) into DIR")
     args = parser.parse_args(argv)
+    if args.release is not None:
+        try:
+            written = release(Path("."), args.release)
+        except (MarkerError, FileExistsError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"released {len(written)} files into {args.release}/ (no solutions/, no "
+              "solution-bearing tests, no instructor page)")
+        return 0
     try:
         differ = generate(args.solutions, args.assignments, check=args.check)
     except (MarkerError, FileNotFoundError) as error:

@@ -391,3 +391,46 @@ def test_the_environment_fingerprint_sees_a_new_pth_file_and_an_edited_file(tmp_
     assert f"added: {site / 'evil.pth'}" in changes
     assert f"modified: {package / 'core.py'}" in changes
     assert f"added: {tmp_path / 'user-site'}" in changes
+
+
+# --------------------------------------------------------------------------------------
+# The student-facing release
+# --------------------------------------------------------------------------------------
+
+def _solution_code_lines() -> set[str]:
+    """Distinctive lines of every solution region and model answer in solutions/."""
+    lines = set()
+    for path in SOLUTION.parent.glob("*.ipynb"):
+        for cell in json.loads(path.read_text())["cells"]:
+            inside = False
+            for line in "".join(cell["source"]).splitlines():
+                if line.strip().startswith(assign.BEGIN):
+                    inside = True
+                elif line.strip().startswith(assign.END):
+                    inside = False
+                elif inside and len(line.strip()) >= 25:
+                    lines.add(line.strip())
+    return lines
+
+
+def test_the_release_has_no_solutions(tmp_path):
+    dest = tmp_path / "release"
+    written = assign.release(assign.Path(SOLUTION.parents[1]), dest)
+    assert not (dest / "solutions").exists()
+    assert not (dest / "tests" / "grading_fixtures.py").exists()
+    assert (dest / "assignments" / SOLUTION.name).read_text() == ASSIGNMENT.read_text()
+    assert (dest / "course_utils" / "grading" / "a01_optimizers.py").exists()
+    assert (dest / "chapters" / "assignments" / "index.md").exists()
+    assert "instructors" not in (dest / "_toc.yml").read_text()
+    secret = _solution_code_lines()
+    assert len(secret) >= 15  # the check below has something to find
+    for rel in written:
+        try:
+            text = (dest / rel).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        assert assign.solution_lines(text) == [], rel
+        leaked = [line for line in secret if line in text]
+        assert leaked == [], f"{rel} contains solution lines: {leaked[:3]}"
+    with pytest.raises(FileExistsError):
+        assign.release(assign.Path(SOLUTION.parents[1]), dest)
