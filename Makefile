@@ -80,7 +80,7 @@ test: lint unit notebooks book-smoke
 
 # Publish the site you built (`make book`; on a GPU machine for the `full` results) to the
 # gh-pages branch of the `origin` remote, which GitHub Pages serves.
-publish:
+publish: install
 	@test -f _build/html/index.html || { echo "No site in _build/html: run 'make book' first."; exit 1; }
 	$(BIN)/ghp-import --no-jekyll --push --force \
 		--message "Publish the site built from $$(git rev-parse --short HEAD)" _build/html

@@ -21,7 +21,8 @@ Fails (exit 1, one line per problem, naming the page) on:
   if it were there, or a chapter with pages still called "coming soon".
 
 It also lists (without failing) output lines longer than ``--wrap-at`` characters: those
-wrap on a laptop screen, which is readable but usually means a table could be narrower.
+wrap on a laptop screen, which is readable but usually means a table could be narrower; and
+chapters whose first page has no "What it needs" section.
 """
 
 from __future__ import annotations
@@ -240,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         problems += p
         notices += n
     problems += check_coming_soon(args.source)
+    for path, (_title, has_pages) in chapter_status(args.source).items():
+        text = (args.source / f"{path}.md").read_text(encoding="utf-8").lower()
+        if has_pages and "what it needs" not in text:
+            notices.append(f"{path}.md: no 'What it needs' section (CPU minutes in `quick`, "
+                           "a GPU for `full`) on the chapter's first page")
     if not (root / "_static" / "mathjax" / "tex-chtml.js").exists():
         problems.append("_static/mathjax/tex-chtml.js is not in the build (math needs the "
                         "network): is sphinx-mathjax-offline installed?")
