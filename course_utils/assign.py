@@ -151,13 +151,35 @@ def solution_lines(text: str) -> list[int]:
     return found
 
 
-def release(root: Path, dest: Path) -> list[str]:
+def point_at(dest: Path, repo_url: str) -> None:
+    """Make the release name ``repo_url`` (launch buttons, Colab cells, links).
+
+    Sets ``repository.url`` in the release's ``_config.yml``, then runs the book's own
+    ``tools/repo_url.py`` there, which rewrites every Colab cell and repository link.
+    """
+    import subprocess
+
+    config = dest / "_config.yml"
+    text = config.read_text(encoding="utf-8")
+    new, n = re.subn(r"(?m)^(repository:\s*\n(?:[ \t]+.*\n)*?[ \t]+url:[ \t]*)\S+",
+                     lambda m: m.group(1) + repo_url, text)
+    if n != 1:
+        raise MarkerError("could not find repository.url in the release's _config.yml")
+    config.write_text(new, encoding="utf-8")
+    tool = dest / "tools" / "repo_url.py"
+    if tool.exists():
+        subprocess.run([sys.executable, str(tool), "--root", str(dest)], check=True,
+                       capture_output=True)
+
+
+def release(root: Path, dest: Path, repo_url: str | None = None) -> list[str]:
     """Copy the student-facing course from ``root`` to ``dest``; return the files written.
 
     ``dest`` must not exist or be empty. The copy has the book sources, the generated
     ``assignments/`` (checked to be up to date), the package with its graders, and the other
     tests; the table of contents and the assignments page lose their link to the instructor
-    page. Raises ``MarkerError`` if a released file contains a solution marker.
+    page; with ``repo_url``, every launch button, Colab cell and link names that repository
+    (:func:`point_at`). Raises ``MarkerError`` if a released file contains a solution marker.
     """
     import shutil
 
@@ -195,6 +217,8 @@ def release(root: Path, dest: Path) -> list[str]:
         kept = [line for line in text.splitlines(keepends=True)
                 if "{doc}`instructors`" not in line and "<instructors>" not in line]
         page.write_text("".join(kept), encoding="utf-8")
+    if repo_url:
+        point_at(dest, repo_url)
     leaks = []
     for rel in written:
         try:
@@ -216,11 +240,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="change nothing; exit 1 if assignments/ is out of date")
     parser.add_argument("--release", type=Path, metavar="DIR",
                         help="write the student-facing course (no solutions) into DIR")
+    parser.add_argument("--repo-url", help="with --release: the public repository students "
+                        "open (launch buttons, Colab cells and links are pointed at it)")
     args = parser.parse_args(argv)
     if args.release is not None:
         try:
-            written = release(Path("."), args.release)
-        except (MarkerError, FileExistsError) as error:
+            written = release(Path("."), args.release, args.repo_url)
+        except (MarkerError, FileExistsError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         print(f"released {len(written)} files into {args.release}/ (no solutions/, no "

@@ -434,3 +434,12 @@ def test_the_release_has_no_solutions(tmp_path):
         assert leaked == [], f"{rel} contains solution lines: {leaked[:3]}"
     with pytest.raises(FileExistsError):
         assign.release(assign.Path(SOLUTION.parents[1]), dest)
+
+
+def test_the_release_can_point_at_the_students_repository(tmp_path):
+    url = "https://github.com/example-university/convnets-for-students"
+    assign.release(assign.Path(SOLUTION.parents[1]), tmp_path / "r", repo_url=url)
+    colab_cell = json.loads((tmp_path / "r" / "assignments" / SOLUTION.name).read_text())
+    assert f"git+{url}" in "".join(colab_cell["cells"][1]["source"])
+    assert "colab.research.google.com/github/example-university/convnets-for-students" in (
+        tmp_path / "r" / "chapters" / "assignments" / "index.md").read_text()
