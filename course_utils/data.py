@@ -18,7 +18,7 @@ import contextlib
 import io
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,7 +197,7 @@ class DeviceLoader:
         mean: torch.Tensor,
         std: torch.Tensor,
         shuffle: bool = False,
-        augment: Augment | None = None,
+        augment: Augment | Callable[[torch.Tensor], torch.Tensor] | None = None,
         resize: int | None = None,
         drop_last: bool = False,
         channels_last: bool = False,
@@ -315,7 +315,7 @@ def load_data(
     *,
     train_size: int | None = None,
     test_size: int | None = None,
-    augment: Augment | bool = False,
+    augment: Augment | Callable[[torch.Tensor], torch.Tensor] | bool = False,
     resize: int | None = None,
     device: torch.device | str | None = None,
     profile: Profile | str | None = None,
@@ -329,8 +329,10 @@ def load_data(
     """Load a dataset onto the device, sized by the active profile.
 
     ``train_size``/``test_size`` default to the profile's caps; ``augment=True`` turns on
-    random crop (4 px padding) and horizontal flip for training batches; ``resize`` scales
-    images to ``resize x resize`` on the device (e.g. 96 for a ResNet on Fashion-MNIST).
+    random crop (4 px padding) and horizontal flip for training batches (any callable that
+    maps a uint8 (B, C, H, W) batch to another works too, e.g. a kornia pipeline); ``resize``
+    scales images to ``resize x resize`` on the device (e.g. 96 for a ResNet on
+    Fashion-MNIST).
     ``normalize=False`` serves pixels in [0, 1] instead of standardizing each channel;
     ``root`` reads (and downloads) the dataset there instead of in :func:`data_dir`.
     ``val_size`` carves that many images out of the *training* split (a fixed shuffle, seed

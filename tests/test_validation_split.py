@@ -80,3 +80,18 @@ def test_early_stopping_can_be_reused_across_runs():
 
     stopper.on_fit_start(History())
     assert stopper.best == float("inf") and stopper.bad_epochs == 0
+
+
+def test_any_uint8_callable_can_augment_training_batches():
+    calls = []
+
+    def invert(images):
+        calls.append(images.shape[0])
+        return 255 - images
+
+    plain = load_data("mnist", batch_size=16, normalize=False, verbose=False)
+    data = load_data("mnist", batch_size=16, normalize=False, augment=invert, verbose=False)
+    x = data.train.prepare(plain.train.images[:4])
+    torch.testing.assert_close(x, 1 - plain.train.prepare(plain.train.images[:4]))
+    next(iter(data.test))
+    assert calls == [4], "applied to training batches only"
