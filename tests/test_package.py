@@ -17,7 +17,8 @@ LAYERS = {
     "device": 0, "profile": 0, "seed": 0,
     "history": 1, "data": 1, "models": 1, "optim": 1, "surfaces": 1,
     "callbacks": 2, "train": 2,
-    "plots": 3, "widgets": 3, "measure": 3, "summary": 3, "compress": 3, "grading": 3,
+    "plots": 3, "widgets": 3, "measure": 3, "summary": 3, "explorer": 3, "compress": 3,
+    "grading": 3,
     "assign": 4,
     "grade": 4,
 }
