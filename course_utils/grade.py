@@ -462,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     for output in outputs:  # a stale file must never pass for this run's results
         output.unlink(missing_ok=True)
     sandbox.harden_grader()
+    sys.dont_write_bytecode = True  # the grader itself must not change what it watches
     environment = sandbox.Environment()  # the baseline every submission is checked against
     layers = sandbox.landlock_abi()
     print("sandbox: " + (f"Landlock ABI {layers} (student code cannot write outside its "

@@ -59,7 +59,11 @@ def _alive(token: str) -> list[int]:
     return found
 
 
-def test_command_line_grades_the_solution_full_and_the_student_version_zero(tmp_path, capsys):
+def test_command_line_grades_the_solution_full_and_the_student_version_zero(tmp_path, capsys,
+                                                                           monkeypatch):
+    # The fingerprint of a shared working tree changes whenever anyone edits it; it is tested
+    # on throw-away copies of the package below.
+    monkeypatch.setattr(sandbox, "Environment", lambda: QUIET)
     out_json, out_csv = tmp_path / "results.json", tmp_path / "grades.csv"
     code = grade.main([str(SOLUTION), str(_write(answers_only(student()), tmp_path / "s")),
                        "--json", str(out_json), "--csv", str(out_csv), "--timeout", "300"])

@@ -305,18 +305,26 @@ def _schedule_cases(seed: int) -> list[Case]:
 # The assignment
 # --------------------------------------------------------------------------------------
 
+# Grading policy: the answers write the rules; the library may not do the work.
+LIBRARY_OPTIMIZERS = ("torch.optim", "torch.optim.lr_scheduler", "course_utils.optim",
+                      "course_utils.grading.bridge")
+
 ASSIGNMENT = Assignment(
     id="01_optimizers",
     title="Assignment 1 -- Optimizers",
     questions=[
         Question("q1", "SGD with momentum (velocity form)", 15,
-                 functools.partial(_momentum_cases, nesterov=False), ("sgd_momentum",)),
+                 functools.partial(_momentum_cases, nesterov=False), ("sgd_momentum",),
+                 forbidden=LIBRARY_OPTIMIZERS),
         Question("q2", "Nesterov momentum", 15,
-                 functools.partial(_momentum_cases, nesterov=True), ("nesterov",)),
-        Question("q3", "AdaGrad and RMSProp", 20, _adaptive_cases, ("adagrad", "rmsprop")),
-        Question("q4", "Adam with bias correction", 20, _adam_cases, ("adam",)),
+                 functools.partial(_momentum_cases, nesterov=True), ("nesterov",),
+                 forbidden=LIBRARY_OPTIMIZERS),
+        Question("q3", "AdaGrad and RMSProp", 20, _adaptive_cases, ("adagrad", "rmsprop"),
+                 forbidden=LIBRARY_OPTIMIZERS),
+        Question("q4", "Adam with bias correction", 20, _adam_cases, ("adam",),
+                 forbidden=LIBRARY_OPTIMIZERS),
         Question("q5", "Learning-rate schedules", 15, _schedule_cases,
-                 ("step_decay", "warmup_cosine")),
+                 ("step_decay", "warmup_cosine"), forbidden=LIBRARY_OPTIMIZERS),
         Question("q6", "Your optimizers at work", 15,
                  manual_note="The instructor reads your plots and your answer."),
     ],

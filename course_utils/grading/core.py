@@ -70,7 +70,13 @@ class Case:
 
 @dataclass
 class Question:
-    """A question worth ``points``; ``cases(seed)`` builds its tests (None: graded by hand)."""
+    """A question worth ``points``; ``cases(seed)`` builds its tests (None: graded by hand).
+
+    ``functions``: the names the student must define (any binding counts). ``forbidden``:
+    modules or qualified names (``"torch.optim"``, ``"torch.nn.functional.dropout"``) the
+    answer may not use, directly or through other notebook functions; the probe checks the
+    answer's code and makes them raise while the tests run (see ``policy.py``).
+    """
 
     id: str
     title: str
@@ -78,6 +84,7 @@ class Question:
     cases: Callable[[int], list[Case]] | None = None
     functions: tuple[str, ...] = ()
     manual_note: str = ""
+    forbidden: tuple[str, ...] = ()
 
     @property
     def manual(self) -> bool:

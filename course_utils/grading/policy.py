@@ -1,27 +1,32 @@
-"""The grading policy on library optimizers, checked on the student's live functions.
+"""The grading policy on libraries an answer may not use, checked on the live functions.
 
-The auto-graded questions ask students to *write* update rules and schedules, so an answer
-may not hand the work to ``torch.optim`` (optimizers or schedulers) or to the course's own
-optimizers (``course_utils.optim``, ``RuleOptimizer``). :func:`policy_problems` inspects the
-functions a question tests -- their code, the globals they read, the notebook functions
-they call, their closures and default values, recursively -- and names what it found.
-``probe.py`` calls it before the tests run (the same call in ``check()`` and in the
-grader), then makes those libraries raise in the test process, which also catches what an
-inspection cannot see.
+A question can name ``forbidden`` modules or qualified names (``Question.forbidden``):
+Assignment 1 asks students to *write* update rules and schedules, so its answers may not
+hand the work to ``torch.optim`` or to the course's own optimizers. :func:`policy_problems`
+inspects the functions a question tests -- their code, the globals they read, the notebook
+functions and classes they use, their closures and default values, recursively -- and names
+what it found. ``probe.py`` calls it before the tests run (the same call in ``check()`` and
+in the grader), then makes the forbidden functions raise in the test process
+(:func:`block`), which also catches what an inspection cannot see (``getattr`` tricks).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
+import sys
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-POLICY = ("answers to the auto-graded questions must not call torch.optim (its optimizers and "
-          "schedulers) or the course's optimizers: write the rule yourself")
-FORBIDDEN_ATTRIBUTES = {"optim", "lr_scheduler"}  # torch.optim.Adam, optim.lr_scheduler.StepLR
 STUDENT_MODULES = ("__main__", "__student__")  # a notebook's globals, in a kernel or in grading
-FORBIDDEN_MODULES = ("torch.optim", "course_utils.optim", "course_utils.grading.bridge")
+
+
+def policy_text(forbidden: Iterable[str]) -> str:
+    """The rule, in one sentence, for messages and the notebook."""
+    return (f"the answer must not use {', '.join(forbidden)} (directly or through other "
+            "functions): write it yourself")
 
 
 def _module_of(value: Any) -> str:
@@ -30,8 +35,19 @@ def _module_of(value: Any) -> str:
     return str(getattr(value, "__module__", "") or "")
 
 
-def _is_forbidden(value: Any) -> bool:
-    return _module_of(value).startswith(FORBIDDEN_MODULES)
+def _matches(name: str, forbidden: tuple[str, ...]) -> bool:
+    return any(name == f or name.startswith(f + ".") for f in forbidden)
+
+
+def is_forbidden(value: Any, forbidden: tuple[str, ...]) -> bool:
+    """Whether ``value`` is, or belongs to, one of the ``forbidden`` modules or names."""
+    if not forbidden:
+        return False
+    module = _module_of(value)
+    if isinstance(value, types.ModuleType):
+        return _matches(module, forbidden)
+    qualified = f"{module}.{getattr(value, '__qualname__', '')}"
+    return _matches(module, forbidden) or _matches(qualified, forbidden)
 
 
 def _code_names(code: types.CodeType) -> set[str]:
@@ -42,72 +58,176 @@ def _code_names(code: types.CodeType) -> set[str]:
     return names
 
 
-def _describe(value: Any, name: str) -> str:
+def _describe(value: Any) -> str:
     module = _module_of(value)
-    return f"`{name}` ({module}.{getattr(value, '__qualname__', '')})".replace(".)", ")") \
-        if module else f"`{name}`"
+    name = getattr(value, "__qualname__", getattr(value, "__name__", ""))
+    return module if isinstance(value, types.ModuleType) else f"{module}.{name}"
 
 
-def _inspect(value: Any, label: str, seen: set[int], found: list[str], depth: int) -> None:
+def _inspect(value: Any, label: str, forbidden: tuple[str, ...], attributes: set[str],
+             seen: set[int], found: list[str], depth: int) -> None:
     if depth > 12 or id(value) in seen:
         return
     seen.add(id(value))
+
+    def inner(v: Any) -> None:
+        _inspect(v, label, forbidden, attributes, seen, found, depth + 1)
+
     if isinstance(value, functools.partial):
-        _inspect(value.func, label, seen, found, depth + 1)
-        for arg in (*value.args, *value.keywords.values()):
-            _inspect(arg, label, seen, found, depth + 1)
+        for v in (value.func, *value.args, *value.keywords.values()):
+            inner(v)
         return
-    if isinstance(value, types.MethodType):
-        _inspect(value.__func__, label, seen, found, depth + 1)
+    if isinstance(value, (types.MethodType, staticmethod, classmethod)):
+        inner(value.__func__)
         return
-    if _is_forbidden(value):
-        found.append(f"{label} uses {_describe(value, getattr(value, '__name__', '?'))}")
+    if is_forbidden(value, forbidden):
+        found.append(f"{label} uses {_describe(value)}")
         return
-    if isinstance(value, type) and _module_of(value) in STUDENT_MODULES:
-        for attr in vars(value).values():
-            _inspect(attr, label, seen, found, depth + 1)
+    if isinstance(value, type):
+        if _module_of(value) in STUDENT_MODULES:
+            for attr in vars(value).values():
+                inner(attr)
         return
-    if isinstance(value, (staticmethod, classmethod)):
-        _inspect(value.__func__, label, seen, found, depth + 1)
-        return
-    # A callable object (a class instance with __call__): inspect its __call__ method.
+    # A callable object (a class instance with __call__): inspect its class.
     fn = value if isinstance(value, types.FunctionType) else \
-        vars(type(value)).get("__call__") if callable(value) else None
-    if not isinstance(fn, (types.FunctionType, types.MethodType)):
+        (type(value) if callable(value) and _module_of(type(value)) in STUDENT_MODULES
+         else None)
+    if isinstance(fn, type):
+        inner(fn)
         return
-    if isinstance(fn, types.MethodType):
-        fn = fn.__func__
-    if fn.__globals__.get("__name__") not in STUDENT_MODULES:
+    if not isinstance(fn, types.FunctionType) or \
+            fn.__globals__.get("__name__") not in STUDENT_MODULES:
         return  # library code: only what the student wrote is inspected
-    code = fn.__code__
-    names = _code_names(code)
-    for attr in sorted(names & FORBIDDEN_ATTRIBUTES):
-        found.append(f"{label} uses `.{attr}` (torch.optim)")
-    globals_ = fn.__globals__
-    builtins_ = globals_.get("__builtins__", {})
+    names = _code_names(fn.__code__)
+    for attr in sorted(names & attributes):
+        found.append(f"{label} uses `.{attr}`")
     for name in sorted(names):
-        if name in globals_:
-            _inspect(globals_[name], label, seen, found, depth + 1)
-        elif isinstance(builtins_, Mapping) and name in builtins_:
-            continue
+        if name in fn.__globals__:
+            inner(fn.__globals__[name])
     for cell in fn.__closure__ or ():
         try:
-            _inspect(cell.cell_contents, label, seen, found, depth + 1)
+            inner(cell.cell_contents)
         except ValueError:  # an empty cell
             pass
     for default in (*(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).values()):
-        _inspect(default, label, seen, found, depth + 1)
+        inner(default)
 
 
-def policy_problems(namespace: Mapping[str, Any], functions: Iterable[str]) -> list[str]:
-    """One message per forbidden use reachable from the question's ``functions``."""
+def policy_problems(namespace: Mapping[str, Any], functions: Iterable[str],
+                    forbidden: Iterable[str] = ()) -> list[str]:
+    """One message naming every forbidden use reachable from ``functions`` (empty: none)."""
+    forbidden = tuple(forbidden)
+    if not forbidden:
+        return []
+    # Attribute access such as torch.optim.Adam shows in the code as the name "optim".
+    attributes = {f.rsplit(".", 1)[-1] for f in forbidden if _is_module(f)}
     found: list[str] = []
     seen: set[int] = set()
     for name in functions:
         if name in namespace:
-            _inspect(namespace[name], f"`{name}`", seen, found, 0)
+            _inspect(namespace[name], f"`{name}`", forbidden, attributes, seen, found, 0)
     unique = list(dict.fromkeys(found))
     if not unique:
         return []
-    return [f"{'; '.join(unique[:3])}. Grading policy: {POLICY}; this question scores 0 "
-            "until the answer does not use them."]
+    return [f"{'; '.join(unique[:3])}. Grading policy: {policy_text(forbidden)}. This "
+            "question scores 0 until the answer does not use them."]
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError, AttributeError):
+        return False
+
+
+# --------------------------------------------------------------------------------------
+# Enforcing it where the tests run (only ever in a probe child)
+# --------------------------------------------------------------------------------------
+
+def _blocked_code(n_free: int, message: str) -> types.CodeType:
+    """A code object that raises ``message``, with ``n_free`` free variables."""
+    names = [f"_free{i}" for i in range(n_free)]
+    lines = ["def _outer():", *[f"    {n} = None" for n in names],
+             "    def _blocked(*args, **kwargs):"]
+    if names:
+        lines.append("        (" + ", ".join(names) + ",)")
+    lines += [f"        raise RuntimeError({message!r})", "    return _blocked"]
+    namespace: dict[str, Any] = {}
+    exec("\n".join(lines), namespace)  # noqa: S102 - a constant template
+    return namespace["_outer"]().__code__
+
+
+def _functions_of(value: Any) -> list[types.FunctionType]:
+    found = []
+    if isinstance(value, (staticmethod, classmethod)):
+        value = value.__func__
+    if isinstance(value, property):
+        return [f for f in (value.fget, value.fset, value.fdel)
+                if isinstance(f, types.FunctionType)]
+    while isinstance(value, types.FunctionType):
+        found.append(value)
+        value = getattr(value, "__wrapped__", None)
+    return found
+
+
+def _resolve(name: str) -> Any:
+    """The object a qualified name such as ``torch.nn.functional.dropout`` names, or None."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            value: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            value = getattr(value, attr, None)
+        return value
+    return None
+
+
+def block(forbidden: Iterable[str]) -> int:
+    """Make every Python function of the ``forbidden`` modules (or names) raise.
+
+    Code objects are replaced in place, so references the student saved earlier
+    (``Adam = torch.optim.Adam``) stop working too. Irreversible: call it only in a
+    throw-away process. Returns how many functions were blocked.
+    """
+    forbidden = tuple(forbidden)
+    message = f"grading policy: {policy_text(forbidden)}"
+    for name in forbidden:
+        if _is_module(name):
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001, S112 - nothing to block if it does not import
+                continue
+    cache: dict[int, types.CodeType] = {}
+    count = 0
+    targets: list[types.FunctionType] = []
+    modules = tuple(f for f in forbidden if _is_module(f))
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not _matches(module_name, modules):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and _module_of(value) == module_name:
+                for attr in vars(value).values():
+                    targets += _functions_of(attr)
+            elif isinstance(value, types.FunctionType) and value.__module__ == module_name:
+                targets += _functions_of(value)
+    for name in forbidden:  # qualified names of single functions or classes
+        if name in modules:
+            continue
+        value = _resolve(name)
+        if isinstance(value, type):
+            for attr in vars(value).values():
+                targets += _functions_of(attr)
+        else:
+            targets += _functions_of(value)
+    for fn in targets:
+        n = len(fn.__code__.co_freevars)
+        if n not in cache:
+            cache[n] = _blocked_code(n, message)
+        try:
+            fn.__code__ = cache[n]
+            count += 1
+        except (TypeError, ValueError):
+            pass
+    return count

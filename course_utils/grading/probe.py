@@ -9,9 +9,10 @@ both see the same functions and get the same outcomes:
   expected values are never computed in it) and saves the student's raw *outputs* (values or
   error messages) to a file after each test, printing nothing (what the student's code
   prints is kept, capped at :data:`OUTPUT_CAP` bytes);
-- in the child, before any student function runs, the grading policy is checked
-  (``policy.py``) and enforced: every Python function of ``torch.optim`` and of the
-  course's optimizers raises, so an answer cannot delegate to them, however it is reached;
+- in the child, before any student function runs, the question's grading policy
+  (``Question.forbidden``, e.g. ``torch.optim`` for Assignment 1) is checked on the answer's
+  code and enforced: every Python function of the forbidden modules raises, so an answer
+  cannot delegate to them, however it reaches them;
 - the caller kills the child's whole process group when the time limit passes, whatever
   the student's code does with exceptions, and reads what the child saved.
 
@@ -28,17 +29,14 @@ import signal
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .core import _MISSING, Case, Question, describe_exception, run_case
-from .policy import POLICY, policy_problems
+from .policy import block, policy_problems
 
 OUTPUT_CAP = 2048  # bytes of the student's own printed output kept per question
 MESSAGE_CAP = 600  # characters of one test's error message
-BLOCKED_MESSAGE = (f"grading policy: {POLICY} (this function belongs to torch.optim or to the "
-                   "course's optimizers)")
 
 
 class _CappedText(io.TextIOBase):
@@ -65,79 +63,6 @@ class _CappedText(io.TextIOBase):
 
 
 # --------------------------------------------------------------------------------------
-# Enforcing the policy: the library's optimizers stop working in the child
-# --------------------------------------------------------------------------------------
-
-_BLOCKED_MODULES = ("torch.optim", "course_utils.optim", "course_utils.grading.bridge")
-
-
-def _blocked_code(n_free: int) -> types.CodeType:
-    """A code object that raises the policy message, with ``n_free`` free variables."""
-    names = [f"_free{i}" for i in range(n_free)]
-    lines = ["def _outer():", *[f"    {n} = None" for n in names],
-             "    def _blocked(*args, **kwargs):"]
-    if names:
-        lines.append("        (" + ", ".join(names) + ",)")
-    lines += [f"        raise RuntimeError({BLOCKED_MESSAGE!r})", "    return _blocked"]
-    namespace: dict[str, Any] = {}
-    exec("\n".join(lines), namespace)  # noqa: S102 - a constant template
-    return namespace["_outer"]().__code__
-
-
-def _functions_of(value: Any) -> list[types.FunctionType]:
-    found = []
-    if isinstance(value, (staticmethod, classmethod)):
-        value = value.__func__
-    if isinstance(value, property):
-        return [f for f in (value.fget, value.fset, value.fdel)
-                if isinstance(f, types.FunctionType)]
-    while isinstance(value, types.FunctionType):
-        found.append(value)
-        value = getattr(value, "__wrapped__", None)
-    return found
-
-
-def block_library_optimizers() -> int:
-    """Make every Python function of torch.optim and the course's optimizers raise.
-
-    The code objects are replaced in place, so references the student saved earlier
-    (``Adam = torch.optim.Adam``) stop working too. Only ever called in a probe child.
-    """
-    import importlib
-
-    for name in ("torch.optim", "torch.optim.lr_scheduler", "torch.optim.swa_utils",
-                 "course_utils.optim", "course_utils.grading.bridge"):
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001, S112 - nothing to block if it does not import
-            continue
-    cache: dict[int, types.CodeType] = {}
-    count = 0
-    for module_name, module in list(sys.modules.items()):
-        if module is None or not module_name.startswith(_BLOCKED_MODULES):
-            continue
-        for value in list(vars(module).values()):
-            targets = []
-            if isinstance(value, type) and str(getattr(value, "__module__", "")).startswith(
-                    _BLOCKED_MODULES):
-                for attr in vars(value).values():
-                    targets += _functions_of(attr)
-            elif isinstance(value, types.FunctionType) and str(value.__module__).startswith(
-                    _BLOCKED_MODULES):
-                targets += _functions_of(value)
-            for fn in targets:
-                n = len(fn.__code__.co_freevars)
-                if n not in cache:
-                    cache[n] = _blocked_code(n)
-                try:
-                    fn.__code__ = cache[n]
-                    count += 1
-                except (TypeError, ValueError):
-                    pass
-    return count
-
-
-# --------------------------------------------------------------------------------------
 # The child
 # --------------------------------------------------------------------------------------
 
@@ -157,7 +82,7 @@ def run_question(namespace: Mapping[str, Any], question: Question, cases: Sequen
     captured = _CappedText(OUTPUT_CAP)
     sys.stdout = sys.stderr = captured
     try:
-        problems = policy_problems(namespace, question.functions)
+        problems = policy_problems(namespace, question.functions, question.forbidden)
         if problems:
             report["outcomes"] = [{"error": "; ".join(problems)[:MESSAGE_CAP], "policy": True}
                                   for _ in cases]
@@ -165,16 +90,18 @@ def run_question(namespace: Mapping[str, Any], question: Question, cases: Sequen
             return report
         for case in cases:  # expected values never exist where student code runs
             case._expected = _MISSING
-        if enforce:
-            block_library_optimizers()
+        if enforce and question.forbidden:
+            block(question.forbidden)
+        saved = time.monotonic()
         for case in cases:
             outcome = run_case(case, namespace)
             if "error" in outcome:
                 outcome["error"] = str(outcome["error"])[:MESSAGE_CAP]
             report["outcomes"].append(outcome)
-            report["output"] = captured.value()
-            if path:
+            if path and time.monotonic() - saved > 0.25:  # what is done survives a kill
+                report["output"] = captured.value()
                 _save(path, report)
+                saved = time.monotonic()
     except BaseException as error:  # noqa: BLE001 - SystemExit, KeyboardInterrupt from student code
         report["note"] = f"stopped: {describe_exception(error)}"[:MESSAGE_CAP]
     finally:
