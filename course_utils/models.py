@@ -309,6 +309,11 @@ def vgg19(in_channels: int = 3, num_classes: int = 1000, image_size: int = 224,
     return vgg(19, in_channels, num_classes, image_size, **kwargs)
 
 
+def vgg11_quarter(in_channels: int = 3, num_classes: int = 1000, image_size: int = 224) -> VGG:
+    """The seed tutorial's VGG-11 with a quarter of the channels (4096-wide linear layers)."""
+    return vgg(11, in_channels, num_classes, image_size, width_divisor=4)
+
+
 # --------------------------------------------------------------------------------------
 # Network in Network (Lin et al., 2014)
 # --------------------------------------------------------------------------------------
@@ -994,6 +999,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "vgg11": vgg11,
     "vgg16": vgg16,
     "vgg19": vgg19,
+    "vgg11_quarter": vgg11_quarter,
     "nin": nin,
     "googlenet": googlenet,
     "resnet18": resnet18,

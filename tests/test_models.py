@@ -26,7 +26,8 @@ from course_utils.models import (
 # to run a real forward pass on the CPU in well under a second each.
 COURSE_SIZES = {
     "lenet": 28, "lenet_bn": 28, "alexnet": 63, "zfnet": 57, "vgg11": 32, "vgg16": 32,
-    "vgg19": 32, "nin": 67, "googlenet": 32, "resnet18": 32, "resnet34": 32, "resnet50": 32,
+    "vgg19": 32, "vgg11_quarter": 32, "nin": 67, "googlenet": 32, "resnet18": 32,
+    "resnet34": 32, "resnet50": 32,
     "resnet101": 32, "resnet152": 32, "preact_resnet18": 32, "wide_resnet50_2": 32,
     "resnext50_32x4d": 32, "cifar_resnet": 28, "densenet": 32, "densenet121": 32,
     "squeezenet1_0": 32, "mobilenet_v1": 32,
@@ -34,7 +35,8 @@ COURSE_SIZES = {
 
 # The smallest input each network accepts (the builder's error names it).
 MIN_SIZES = {"lenet_bn": 16, "alexnet": 63, "zfnet": 57, "vgg11": 32, "vgg16": 32,
-             "vgg19": 32, "nin": 67, "googlenet": 15, "densenet": 29, "densenet121": 29,
+             "vgg19": 32, "vgg11_quarter": 32, "nin": 67, "googlenet": 15, "densenet": 29,
+             "densenet121": 29,
              "squeezenet1_0": 21}
 
 
@@ -135,6 +137,7 @@ def test_resnet18_for_single_channel_96px():
 def test_vgg_width_divisor_and_seed_densenet_channels():
     with torch.device("meta"):
         narrow = get_model("vgg11", image_size=224, width_divisor=4)
+        assert count_parameters(narrow) == count_parameters(get_model("vgg11_quarter", 1, 10, 224))
     convs = [m.out_channels for m in narrow.features if isinstance(m, nn.Conv2d)]
     assert convs == [16, 32, 64, 64, 128, 128, 128, 128]
     assert densenet(in_channels=1, num_classes=10, image_size=96).block_channels == [
