@@ -23,7 +23,7 @@ _EXPORTS = {
     "Callback": "callbacks", "EarlyStopping": "callbacks",
     "get_surface": "surfaces", "run_optimizer": "surfaces", "make_scheduler": "optim",
     "optimizer_playground": "widgets", "schedule_explorer": "widgets",
-    "plot_trajectories": "widgets",
+    "plot_trajectories": "widgets", "overfitting_explorer": "widgets",
     "flops_per_image": "measure", "Stopwatch": "measure", "PeakMemory": "measure",
     "throughput": "measure", "mfu": "measure",
     "LivePlot": "plots", "plot_histories": "plots", "plot_samples": "plots",
@@ -57,4 +57,9 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from .seed import seed_everything
     from .surfaces import get_surface, run_optimizer
     from .train import TrainingDiverged, evaluate, fit
-    from .widgets import optimizer_playground, plot_trajectories, schedule_explorer
+    from .widgets import (
+        optimizer_playground,
+        overfitting_explorer,
+        plot_trajectories,
+        schedule_explorer,
+    )

@@ -1095,3 +1095,24 @@ def plain_cnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
 
 
 MODELS["plain_cnn"] = plain_cnn
+
+
+def dropout_cnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
+                p: float = 0.0, width: int = 8, hidden: int = 256) -> nn.Sequential:
+    """A small CNN with dropout ``p`` before both fully connected layers (Chapter 2).
+
+    Two 5x5 convolutions (``width`` and ``2 * width`` channels, each followed by ReLU and 2x2
+    max pooling), then dropout -> linear (``hidden`` units) -> ReLU -> dropout -> linear:
+    dropout where most of the parameters are, as in AlexNet and VGG.
+    """
+    side = image_size // 4
+    if side < 1:
+        raise ValueError(f"dropout_cnn needs images of at least 4x4 pixels, got {image_size}.")
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Dropout(p), nn.Linear(2 * width * side * side, hidden), nn.ReLU(),
+        nn.Dropout(p), nn.Linear(hidden, num_classes))
+
+
+MODELS["dropout_cnn"] = dropout_cnn

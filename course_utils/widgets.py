@@ -335,3 +335,88 @@ def schedule_explorer(schedules: Sequence[str] = ("constant", "step", "cosine",
                       **settings: Any) -> ScheduleExplorer:
     """The schedule explorer; make it the last line of a cell to display it."""
     return ScheduleExplorer(schedules, **settings)
+
+
+# --------------------------------------------------------------------------------------
+# The overfitting explorer (Chapter 2)
+# --------------------------------------------------------------------------------------
+
+WEIGHT_DECAYS = (0.0, 1e-3, 1e-2, 3e-2, 1e-1)
+
+
+class OverfittingExplorer(_Interactive):
+    """Training-set size, dropout and weight decay -> training and test curves.
+
+    Each setting trains ``models.dropout_cnn`` with SGD (learning rate 0.02, momentum 0.9)
+    from the same seed, next to the same network without dropout or decay, so the effect on
+    the gap is seen against a reference. Runs are cached: moving a slider back is instant.
+    """
+
+    description = "Overfitting explorer"
+
+    def __init__(self, train_size: int = 128, dropout: float = 0.5, weight_decay: float = 0.0,
+                 epochs: int = 20, dataset: str = "fashion_mnist", seed: int = 0) -> None:
+        import ipywidgets as W
+
+        if weight_decay not in WEIGHT_DECAYS:
+            raise ValueError(f"weight_decay must be one of {WEIGHT_DECAYS}, got {weight_decay}.")
+        style = {"description_width": "100px"}
+        self.dataset, self.seed = dataset, seed
+        self._data: dict[int, Any] = {}
+        self._runs: dict[tuple, Any] = {}
+        self.controls = {
+            "train_size": W.IntSlider(value=train_size, min=32, max=1024, step=32, style=style,
+                                      description="train images", continuous_update=False),
+            "dropout": W.FloatSlider(value=dropout, min=0.0, max=0.8, step=0.1, style=style,
+                                     description="dropout p", continuous_update=False),
+            "weight_decay": W.SelectionSlider(options=list(WEIGHT_DECAYS), value=weight_decay,
+                                              description="weight decay", style=style,
+                                              continuous_update=False),
+            "epochs": W.IntSlider(value=epochs, min=5, max=60, step=5, style=style,
+                                  description="epochs", continuous_update=False),
+        }
+        c = self.controls
+        self._build([W.HBox([c["train_size"], c["dropout"]]),
+                     W.HBox([c["weight_decay"], c["epochs"]])])
+
+    def settings(self) -> dict[str, Any]:
+        return {k: v.value for k, v in self.controls.items()}
+
+    def run(self, train_size: int, dropout: float, weight_decay: float, epochs: int):
+        """The History of one setting (trained once, then cached)."""
+        import torch
+
+        from .data import load_data
+        from .models import dropout_cnn
+        from .seed import seed_everything
+        from .train import fit
+
+        key = (train_size, round(dropout, 3), weight_decay, epochs)
+        if key not in self._runs:
+            if train_size not in self._data:
+                self._data[train_size] = load_data(self.dataset, batch_size=32,
+                                                   train_size=train_size, verbose=False)
+            data = self._data[train_size]
+            seed_everything(self.seed)
+            model = dropout_cnn(data.in_channels, data.num_classes, data.image_size, p=dropout)
+            label = f"dropout {dropout:.1f}, decay {weight_decay:g}"
+            self._runs[key] = fit(model, data, epochs, optimizer=partial(
+                torch.optim.SGD, lr=0.02, momentum=0.9, weight_decay=weight_decay),
+                label=label, progress=False, verbose=False)
+        return self._runs[key]
+
+    def figure(self):
+        from .plots import plot_histories
+
+        s = self.settings()
+        reference = self.run(s["train_size"], 0.0, 0.0, s["epochs"])
+        runs = [reference]
+        if (s["dropout"], s["weight_decay"]) != (0.0, 0.0):
+            runs.append(self.run(**s))
+        return plot_histories(runs, title=f"{s['train_size']} training images -- "
+                              f"{reference.meta['dataset']}")
+
+
+def overfitting_explorer(**settings: Any) -> OverfittingExplorer:
+    """The overfitting explorer; make it the last line of a cell to display it."""
+    return OverfittingExplorer(**settings)
