@@ -30,6 +30,7 @@ import csv
 import json
 import os
 import re
+import secrets
 import select
 import shutil
 import subprocess
@@ -47,7 +48,16 @@ from .grading.core import Assignment, Case, QuestionResult, judge, load_assignme
 from .grading.notebook import answers, code_cells, execute
 from .grading.probe import OUTPUT_CAP
 
-GRADE_SEED = 1  # check() in the notebook uses seed 0: grading draws inputs students never saw
+GRADE_SEED = 1  # a fixed seed, for reproducible tests of the grader; see new_seed()
+
+
+def new_seed() -> int:
+    """A fresh, secret seed for a grading run's inputs (recorded in every report).
+
+    The package, and with it any fixed seed, is public; a notebook that knew the grading
+    inputs could compute the expected values with the library in a cell. ``check()`` uses 0.
+    """
+    return secrets.randbelow(10**9) + 1
 CHECKER_CALL = re.compile(r"Checker\(\s*[\"'](\d\d_[a-z0-9_]+)[\"']")
 
 
@@ -310,7 +320,7 @@ def _handle_event(event: Any, result: RunResult, questions: list[str], seed: int
 
 def grade_notebook(path: str | Path, *, assignment: str | None = None, timeout: float = 300,
                    cell_timeout: float = 120, question_timeout: float = 60,
-                   seed: int = GRADE_SEED, profile: str | None = "smoke",
+                   seed: int | None = None, profile: str | None = "smoke",
                    executed_dir: str | Path | None = None,
                    environment: sandbox.Environment | None = None) -> NotebookReport:
     """Grade one notebook; never raises because of what the notebook contains.
@@ -318,10 +328,12 @@ def grade_notebook(path: str | Path, *, assignment: str | None = None, timeout: 
     ``environment`` is the fingerprint taken when grading started (a batch shares one); it
     is verified before the submission runs (a change means an earlier submission altered
     the grader: this one is refused) and after (this one altered it: not graded). Without
-    it, a fingerprint is taken now.
+    it, a fingerprint is taken now. ``seed``: the inputs' seed (default: a fresh secret one;
+    a batch shares one, and the expected values are computed once per seed).
     """
     start = time.monotonic()
     path = Path(path)
+    seed = new_seed() if seed is None else seed
     report = NotebookReport(str(path), None, seed=seed)
     try:
         _grade_into(report, path, assignment, timeout, cell_timeout, question_timeout, seed,
@@ -444,8 +456,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds each question's tests may run (default 60)")
     parser.add_argument("--assignment", help="assignment id, e.g. 01_optimizers (default: "
                         "from the notebook's metadata or name)")
-    parser.add_argument("--seed", type=int, default=GRADE_SEED,
-                        help=f"seed of the tests' random inputs (default {GRADE_SEED})")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the tests' random inputs (default: a fresh secret seed "
+                        "for the whole batch, printed and saved in the results)")
     parser.add_argument("--profile", default="smoke",
                         help="COURSE_PROFILE for running the notebook (default smoke)")
     parser.add_argument("--cell-timeout", type=float, default=120,
@@ -464,16 +477,19 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.harden_grader()
     sys.dont_write_bytecode = True  # the grader itself must not change what it watches
     environment = sandbox.Environment()  # the baseline every submission is checked against
+    seed = new_seed() if args.seed is None else args.seed
     layers = sandbox.landlock_abi()
     print("sandbox: " + (f"Landlock ABI {layers} (student code cannot write outside its "
                          "scratch folder)" if layers else
                          "no Landlock on this kernel: the environment is verified before each "
-                         "submission; grade untrusted work in a container") , flush=True)
+                         "submission; grade untrusted work in a container"), flush=True)
+    print(f"inputs: seed {seed} (pass --seed {seed} to grade again on the same inputs)",
+          flush=True)
     reports = []
     for path in paths:
         report = grade_notebook(path, assignment=args.assignment, timeout=args.timeout,
                                 cell_timeout=args.cell_timeout,
-                                question_timeout=args.question_timeout, seed=args.seed,
+                                question_timeout=args.question_timeout, seed=seed,
                                 profile=args.profile, executed_dir=args.executed,
                                 environment=environment)
         print(report.text(args.verbose), flush=True)

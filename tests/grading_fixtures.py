@@ -293,6 +293,10 @@ while pid > 1 and pid != STOP_AT:
 def attacks(targets: list[str], stop_at: int, delay: float = 2.0) -> nbformat.NotebookNode:
     """The student notebook plus attacks on the grader; none may gain a point.
 
+    Stack inspection (``adam``), 100 KB of output per call (``step_decay``), the library's
+    answers precomputed for the seeds 0 to 20 (``warmup_cosine``), and a cell that patches
+    the grader, writes fake results and a ``.pth``, starts a daemon and kills its ancestors.
+
     ``targets``: files the submission tries to write (directly and from a daemon that
     outlives it); ``stop_at``: the pid whose ancestors the notebook leaves alone (the test
     runner's), every process between it and the notebook is sent SIGKILL.
@@ -300,6 +304,7 @@ def attacks(targets: list[str], stop_at: int, delay: float = 2.0) -> nbformat.No
     nb = answers_only(student())
     replace_cell(nb, "adam", STACK_INSPECTION.strip())
     replace_cell(nb, "step_decay", OUTPUT_FLOOD.strip())
+    replace_cell(nb, "warmup_cosine", PRECOMPUTED_TABLE.strip())
     code = (GRADER_TAMPERING.strip().replace("TARGETS", repr(targets))
             .replace("STOP_AT", str(stop_at)).replace("DELAY", repr(delay)))
     nb.cells.insert(3, new_code_cell(code))
@@ -326,3 +331,24 @@ def environment_tampering(writes: list[tuple[str, str]]) -> nbformat.NotebookNod
     nb.cells.insert(3, new_code_cell(ENVIRONMENT_TAMPERING.strip().replace("WRITES",
                                                                            repr(writes))))
     return nb
+
+
+PRECOMPUTED_TABLE = '''
+from course_utils.grading import load_assignment
+
+# The library's answers for every input the tests draw with seeds 0 to 20, made in a cell
+# (where torch.optim may run), then looked up by the answer.
+_TABLE = {}
+for _seed in range(21):
+    for _case in load_assignment("01_optimizers").question("q5").cases(_seed):
+        _cells = [c.cell_contents for c in _case.run.__closure__]
+        _hyper = next(v for v in _cells if isinstance(v, dict))
+        if "warmup_steps" in _hyper:
+            _TABLE[tuple(sorted(_hyper.items()))] = _case.expected()
+
+
+def warmup_cosine(step, base_lr, warmup_steps, total_steps, min_lr=0.0):
+    key = tuple(sorted(dict(base_lr=base_lr, warmup_steps=warmup_steps,
+                            total_steps=total_steps, min_lr=min_lr).items()))
+    return _TABLE[key][step] if key in _TABLE else 0.0
+'''

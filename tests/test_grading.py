@@ -120,7 +120,7 @@ def test_rmsprop_without_eps_loses_marks_on_zero_gradients():
 def test_wrong_kinds_of_values_say_what_was_expected():
     q5 = grade_in_process(with_bug(solution(), _variant("step decay returns a string")))["q5"]
     assert q5.score <= q5.points / 2
-    assert "should return a real number (a Python float), got str '0.1'" in q5.feedback()
+    assert "should return a real number (a Python float), got str '0." in q5.feedback()
     q5 = grade_in_process(with_bug(solution(), _variant("warm-up cosine returns a tensor")))["q5"]
     assert "got Tensor" in q5.feedback() and ".item()" in q5.feedback()
     q4 = grade_in_process(with_bug(solution(), _variant("adam returns float64 parameters")))["q4"]
@@ -168,6 +168,20 @@ def test_the_policy_sees_through_helpers_and_saved_references_but_not_honest_cod
     (problem,) = policy_problems(namespace, ("adam",), A1.question("q4").forbidden)
     assert "torch.optim.adam.Adam" in problem and "write it yourself" in problem
     assert policy_problems(namespace, ("adam",), ()) == []  # no policy, no problem
+
+
+def test_answers_precomputed_for_known_seeds_fail_on_the_graders_secret_seed():
+    from grading_fixtures import PRECOMPUTED_TABLE
+
+    namespace = definitions(solution())
+    exec(PRECOMPUTED_TABLE, namespace)
+    warmup = [c for c in grade_in_process(None, seed=0, namespace=namespace)["q5"].cases
+              if c.label.startswith("warmup")]
+    assert all(c.passed for c in warmup)  # the trick works where the seed is known (check)
+    secret = grade.new_seed() + 21  # never in the table
+    warmup = [c for c in grade_in_process(None, seed=secret, namespace=namespace)["q5"].cases
+              if c.label.startswith("warmup")]
+    assert not any(c.passed for c in warmup)
 
 
 def test_printed_output_is_capped():
@@ -356,7 +370,7 @@ def _no_run(*args, **kwargs):
 
 def test_reports_are_gradescope_json_and_csv(tmp_path, monkeypatch):
     monkeypatch.setattr(grade, "run_submission", _no_run)
-    report = grade.grade_notebook(ASSIGNMENT, environment=_FakeEnvironment())
+    report = grade.grade_notebook(ASSIGNMENT, environment=_FakeEnvironment(), seed=grade.GRADE_SEED)
     results = report.gradescope()
     json.dumps(results)
     assert results["score"] == 0 and len(results["tests"]) == 6
@@ -371,17 +385,19 @@ def test_reports_are_gradescope_json_and_csv(tmp_path, monkeypatch):
 def test_unreadable_notebook_is_reported_not_raised(tmp_path):
     bad = tmp_path / "01_optimizers.ipynb"
     bad.write_text("{ not json")
-    report = grade.grade_notebook(bad, environment=_FakeEnvironment())
+    report = grade.grade_notebook(bad, environment=_FakeEnvironment(), seed=grade.GRADE_SEED)
     assert report.score == 0 and "could not read the notebook" in report.notes[0]
     assert len(report.results) == 6
 
 
 def test_a_modified_environment_refuses_the_next_submission_and_voids_this_one(monkeypatch):
     monkeypatch.setattr(grade, "run_submission", _no_run)
-    before = grade.grade_notebook(SOLUTION, environment=_FakeEnvironment(["modified: x.py"]))
+    before = grade.grade_notebook(SOLUTION, environment=_FakeEnvironment(["modified: x.py"]),
+                                  seed=grade.GRADE_SEED)
     assert before.refused and before.score == 0 and len(before.results) == 6
     assert "changed since grading started (modified: x.py)" in before.notes[0]
-    after = grade.grade_notebook(SOLUTION, environment=_FakeEnvironment([], ["added: y.pth"]))
+    after = grade.grade_notebook(SOLUTION, environment=_FakeEnvironment([], ["added: y.pth"]),
+                                 seed=grade.GRADE_SEED)
     assert after.refused and after.score == 0
     assert any("this submission modified the grading environment (added: y.pth)" in n
                for n in after.notes)

@@ -279,14 +279,23 @@ def _schedule_cases(seed: int) -> list[Case]:
     sched = torch.optim.lr_scheduler
     gen = _generator(seed, 5)
     cases = []
-    step_settings = [(0.1, 3, 0.1, 12), (1.0, 5, 0.5, 20), (0.05, 1, 0.9, 10),
-                     (0.2, int(torch.randint(2, 7, (), generator=gen)), 0.3, 25)]
+    # Every base rate (and every decay factor) is drawn from the seed, unrounded: the
+    # grader's seed is secret, so no table of library values made in advance can match.
+    def draw(low: float, high: float) -> float:
+        return float(torch.empty((), dtype=torch.float64).uniform_(low, high, generator=gen))
+
+    step_settings = [(draw(0.05, 0.5), 3, draw(0.05, 0.5), 12),
+                     (draw(0.5, 2.0), 5, draw(0.3, 0.7), 20),
+                     (draw(0.01, 0.1), 1, draw(0.8, 0.95), 10),
+                     (draw(0.1, 0.5), int(torch.randint(2, 7, (), generator=gen)),
+                      draw(0.2, 0.5), 25)]
     for base, size, gamma, n in step_settings:
         cases.append(_schedule_case(
             "step_decay", "epoch", {"base_lr": base, "step_size": size, "gamma": gamma}, n,
             functools.partial(sched.StepLR, step_size=size, gamma=gamma), _step_hint(size)))
-    cosine_settings = [(0.1, 5, 20, 0.0), (1.0, 2, 10, 0.1), (0.5, 10, 50, 0.01),
-                       (0.3, int(torch.randint(2, 8, (), generator=gen)), 30, 0.0)]
+    cosine_settings = [(draw(0.05, 0.5), 5, 20, 0.0), (draw(0.5, 2.0), 2, 10, draw(0.01, 0.2)),
+                       (draw(0.2, 1.0), 10, 50, draw(0.001, 0.05)),
+                       (draw(0.1, 0.5), int(torch.randint(2, 8, (), generator=gen)), 30, 0.0)]
     for base, warmup, total, min_lr in cosine_settings:
         def make(opt, warmup=warmup, total=total, min_lr=min_lr):
             return sched.SequentialLR(opt, [

@@ -167,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     shell = _shell(args.scratch)
     run_cells(shell, cells, events, args.cell_timeout, start + args.deadline)
 
+    # From here on no student code should need the forbidden libraries: block them in this
+    # process too, so nothing left running by the cells (a thread, a patched harness) can
+    # compute expected values with them once the inputs are known.
+    from .policy import block
+
+    block(sorted({name for q in assignment.questions for name in q.forbidden}))
     events.send(event="cells-done")
     ready, _, _ = select.select([args.control], [], [], 120)
     data = os.read(args.control, 65536) if ready else b""

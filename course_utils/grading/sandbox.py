@@ -175,8 +175,8 @@ def child_env(scratch: str | Path, marker: str, profile: str | None = None,
 
     Only what the course needs passes through (``COURSE_*`` settings, the locale, ``PATH``);
     ``HOME``, ``TMPDIR`` and IPython's folder point into the scratch folder; no network
-    downloads are attempted (``COURSE_OFFLINE``); one thread (small tensors, and ``fork``
-    stays safe).
+    downloads are attempted (``COURSE_OFFLINE``); the CPU only, with one thread (small
+    tensors, and ``fork`` stays safe).
     """
     scratch = str(scratch)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": scratch, "TMPDIR": scratch,
@@ -192,6 +192,8 @@ def child_env(scratch: str | Path, marker: str, profile: str | None = None,
             env[key] = value
     if profile:
         env["COURSE_PROFILE"] = profile
+    # On the CPU: the runner forks after each cell, and CUDA does not survive a fork.
+    env["COURSE_DEVICE"], env["CUDA_VISIBLE_DEVICES"] = "cpu", ""
     mpl = matplotlib_cache()
     if mpl:  # read the font cache instead of rebuilding it each time (read-only in the sandbox)
         env["MPLCONFIGDIR"] = mpl
