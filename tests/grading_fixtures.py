@@ -294,7 +294,7 @@ def attacks(targets: list[str], stop_at: int, delay: float = 2.0) -> nbformat.No
     """The student notebook plus attacks on the grader; none may gain a point.
 
     Stack inspection (``adam``), 100 KB of output per call (``step_decay``), the library's
-    answers precomputed for the seeds 0 to 20 (``warmup_cosine``), and a cell that patches
+    answers precomputed for the seeds 0 to 5 (``warmup_cosine``), and a cell that patches
     the grader, writes fake results and a ``.pth``, starts a daemon and kills its ancestors.
 
     ``targets``: files the submission tries to write (directly and from a daemon that
@@ -336,10 +336,10 @@ def environment_tampering(writes: list[tuple[str, str]]) -> nbformat.NotebookNod
 PRECOMPUTED_TABLE = '''
 from course_utils.grading import load_assignment
 
-# The library's answers for every input the tests draw with seeds 0 to 20, made in a cell
+# The library's answers for every input the tests draw with seeds 0 to 5, made in a cell
 # (where torch.optim may run), then looked up by the answer.
 _TABLE = {}
-for _seed in range(21):
+for _seed in range(6):
     for _case in load_assignment("01_optimizers").question("q5").cases(_seed):
         _cells = [c.cell_contents for c in _case.run.__closure__]
         _hyper = next(v for v in _cells if isinstance(v, dict))

@@ -178,7 +178,7 @@ def test_answers_precomputed_for_known_seeds_fail_on_the_graders_secret_seed():
     warmup = [c for c in grade_in_process(None, seed=0, namespace=namespace)["q5"].cases
               if c.label.startswith("warmup")]
     assert all(c.passed for c in warmup)  # the trick works where the seed is known (check)
-    secret = grade.new_seed() + 21  # never in the table
+    secret = grade.new_seed() + 6  # never in the table
     warmup = [c for c in grade_in_process(None, seed=secret, namespace=namespace)["q5"].cases
               if c.label.startswith("warmup")]
     assert not any(c.passed for c in warmup)
