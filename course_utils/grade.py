@@ -197,6 +197,7 @@ class RunResult:
     killed: int = 0
 
 
+ANSWER_CAP = 10_000  # characters of a written answer copied into the report
 OUTCOME_FILE_CAP = 64 * 2**20  # bytes of one question's outcomes file the grader reads
 
 
@@ -274,6 +275,10 @@ def run_submission(assignment: Assignment, cells: list[dict[str, Any]], seed: in
                 except OSError:
                     pass
         try:
+            if result.sandbox is None:  # the runner never started: say why, for the instructor
+                tail = Path(scratch, "output.txt").read_bytes()[-600:].decode(errors="replace")
+                result.cell_notes.append("the test process did not start: "
+                                         + " | ".join(tail.strip().splitlines()[-3:])[-300:])
             for qid in questions:
                 path = Path(scratch, f"{qid}.pt")
                 if not path.is_file() or path.stat().st_size > OUTCOME_FILE_CAP:
@@ -306,7 +311,10 @@ def _handle_event(event: Any, result: RunResult, questions: list[str], seed: int
     elif kind == "cell" and event.get("status") != "ok" and len(result.cell_notes) < 8:
         result.cell_notes.append(f"code cell {event.get('cell')}: {text}")
     elif kind == "cells-done":
-        os.write(control_w, json.dumps({"seed": seed, "questions": questions}).encode())
+        try:
+            os.write(control_w, json.dumps({"seed": seed, "questions": questions}).encode())
+        except OSError:  # the runner is gone: its questions count as not run
+            return True
     elif kind == "question" and event.get("id") in questions and text:
         result.notes[str(event["id"])] = text
     elif kind == "done":
@@ -384,11 +392,16 @@ def _grade_into(report: NotebookReport, path: Path, assignment_id: str | None, t
         report.refused = True
         report.notes.append(ENVIRONMENT_CHANGED.format(changes="; ".join(changes)))
         return
-    report.answers = answers(nb)
+    report.answers = {qid: text if len(text) <= ANSWER_CAP else
+                      text[:ANSWER_CAP] + f"\n... ({len(text) - ANSWER_CAP} more characters)"
+                      for qid, text in answers(nb).items()}
     run = run_submission(assignment, code_cells(nb), seed, timeout=timeout,
                          cell_timeout=cell_timeout, question_timeout=question_timeout,
                          profile=profile)
     report.sandbox = run.sandbox
+    if run.sandbox is not None and "files" not in run.sandbox:
+        report.notes.append("the sandbox was not active for this notebook (no Landlock): only "
+                            "the environment checks protected the grader")
     report.notes += run.cell_notes
     if executed_dir is not None:
         executed = execute(nb, timeout, profile)

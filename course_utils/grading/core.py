@@ -24,6 +24,7 @@ import importlib
 import math
 import numbers
 import re
+import reprlib
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -208,7 +209,7 @@ def real_number(value: Any, where: str, name: str) -> float:
     """``value`` as a float if it is a real number (not a bool, string or tensor), else why not."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
-    shown = f"{value!r:.40}"
+    shown = reprlib.repr(value)
     if isinstance(value, torch.Tensor):
         extra = " (a tensor: return a Python number, e.g. with .item())"
     elif isinstance(value, str):
@@ -278,10 +279,10 @@ def compare_sequence(got: Any, expected: Sequence[float], *, index: str = "step"
                      hint: Callable[[int], str] | None = None) -> str | None:
     """Compare two lists of numbers; report the first index at which they differ."""
     if not isinstance(got, list) or len(got) != len(expected):
-        return f"expected {len(expected)} values, got {got!r:.80}"
+        return f"expected {len(expected)} values, got {reprlib.repr(got)}"
     for i, (g, e) in enumerate(zip(got, expected, strict=True)):
         if not isinstance(g, (int, float)) or not math.isclose(g, e, rel_tol=rtol, abs_tol=atol):
-            shown = _fmt(g) if isinstance(g, (int, float)) else f"{g!r:.40}"
+            shown = _fmt(g) if isinstance(g, (int, float)) else reprlib.repr(g)
             message = f"at {index} {i + start}: expected {_fmt(e)}, got {shown}"
             extra = hint(i + start) if hint else ""
             return message + (f". Hint: {extra}" if extra else "")

@@ -150,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
                   os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    import resource
+    import signal
+
+    # A file may not outgrow 512 MB (the write fails instead of filling the disk); no cores.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 2**20, 512 * 2**20))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     layers = restrict_self([args.scratch])
     events.send(event="sandbox", layers=layers)
     os.environ["COURSE_GRADING_RUN"] = "1"  # check() does nothing while the grader runs
