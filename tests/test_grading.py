@@ -463,6 +463,11 @@ def test_the_release_has_no_solutions(tmp_path):
         assert leaked == [], f"{rel} contains solution lines: {leaked[:3]}"
     with pytest.raises(FileExistsError):
         assign.release(assign.Path(SOLUTION.parents[1]), dest)
+    # The released copy's own checks run without solutions/.
+    assert "solutions" not in next(line for line in (dest / "Makefile").read_text().splitlines()
+                                   if line.startswith("NOTEBOOK_DIRS"))
+    assert assign.main(["--check", "--solutions", str(dest / "solutions"),
+                        "--assignments", str(dest / "assignments")]) == 0
 
 
 def test_the_release_can_point_at_the_students_repository(tmp_path):

@@ -80,6 +80,9 @@ def _inspect(value: Any, label: str, forbidden: tuple[str, ...], attributes: set
     if isinstance(value, (types.MethodType, staticmethod, classmethod)):
         inner(value.__func__)
         return
+    wrapped = getattr(value, "__wrapped__", None) if not isinstance(value, type) else None
+    if wrapped is not None and not isinstance(value, types.ModuleType):
+        inner(wrapped)  # functools.wraps, lru_cache and other decorators
     if is_forbidden(value, forbidden):
         found.append(f"{label} uses {_describe(value)}")
         return
