@@ -206,13 +206,14 @@ def check_coming_soon(source: Path) -> list[str]:
         if not has_pages and not coming:
             problems.append(f"_toc.yml: {path} has no pages yet: give it "
                             f"`title: {title} (coming soon)`")
-        name = title.replace("(coming soon)", "").strip().lower()
-        lines = [line for line in intro if name and f"**{name}**" in line.lower()]
+        # The intro's numbered list: item N is chapter N ("2. **Regularization** ...").
+        number = int(path.split("/")[1][:2])
+        lines = [line for line in intro if re.match(rf"\s*{number}\. \*\*", line)]
         for line in lines:
             if has_pages and "coming soon" in line.lower():
-                problems.append(f"intro.md: the {name} chapter has pages now: {line.strip()!r}")
+                problems.append(f"intro.md: chapter {number} has pages now: {line.strip()!r}")
             if not has_pages and "coming soon" not in line.lower():
-                problems.append(f"intro.md: say the {name} chapter is coming soon: "
+                problems.append(f"intro.md: say chapter {number} is coming soon: "
                                 f"{line.strip()!r}")
     return problems
 
