@@ -481,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="list every failing test")
     args = parser.parse_args(argv)
 
+    if not sys.platform.startswith("linux"):
+        parser.error("the grader runs on Linux (elsewhere, in a Linux container: see the "
+                     "instructor page); check() in the notebook works everywhere")
     paths = _notebooks(args.notebooks)
     if not paths:
         parser.error("no notebooks found")

@@ -12,8 +12,11 @@ solution markers) plus ``course_utils/grading/aNN_name.py`` with a module-level
   ``forbidden``: modules or qualified names the answer may not use, directly or through
   other notebook functions (Assignment 1: ``torch.optim``); checked and enforced by
   ``policy.py``. State the rule in the notebook.
-- ``cases(seed) -> list[Case]`` builds the same inputs for the same seed, in any process:
-  ``check()`` uses seed 0, the grader seed 1 (``--seed``).
+- ``cases(seed) -> list[Case]`` builds the same inputs for the same seed, in any process;
+  draw *every* input from the seed (hyperparameters too): ``check()`` uses seed 0, the
+  grader a fresh secret seed per run, so no answer can be tabulated in advance. The
+  grader builds the cases where the ``forbidden`` libraries are already blocked: build
+  inputs without them (``reference`` may use them; it runs elsewhere).
 - ``Case(label, run, reference, compare, weight=1.0)``. ``run(namespace)`` is the only
   code that touches student functions and runs only in a throw-away child: fetch them with
   ``student_function(ns, name)``, call them with ``call_student(fn, where, ...)``, check the

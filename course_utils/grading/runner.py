@@ -190,8 +190,13 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(1)
     namespace = shell.user_ns
     for qid in control["questions"]:
-        question = assignment.question(qid)
-        cases = question.cases(int(control["seed"]))
+        try:
+            question = assignment.question(qid)
+            cases = question.cases(int(control["seed"]))
+        except Exception as error:  # noqa: BLE001 - a bug in the spec costs its question only
+            events.send(event="question", id=qid, note=f"the grader could not build this "
+                        f"question's tests ({type(error).__name__}: {error})")
+            continue
         report = probe_question(namespace, question, cases, args.question_timeout,
                                 path=os.path.join(args.scratch, f"{qid}.pt"))
         events.send(event="question", id=qid, note=str(report.get("note", "")))
