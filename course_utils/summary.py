@@ -93,9 +93,8 @@ class Summary:
         lines.append("-" * len(head))
         lines.append(f"{'total':{width}s} {'':17s} {'':>16s} {self.params:12,d} "
                      f"{self.macs:14,d} {self.activations:12,d}")
-        lines.append(f"activations include the {c * h * w:,} input values; forward activation "
-                     f"memory {self.activation_bytes / 1e6:,.1f} MB at "
-                     f"{self.bytes_per_value} bytes per value")
+        lines.append(f"activations: {c * h * w:,} input values included; "
+                     f"{self.activation_bytes / 1e6:,.1f} MB at {self.bytes_per_value} bytes each")
         return "\n".join(lines)
 
     def __str__(self) -> str:
