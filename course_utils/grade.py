@@ -276,12 +276,16 @@ def run_submission(assignment: Assignment, cells: list[dict[str, Any]], seed: in
                     pass
         try:
             if result.sandbox is None:  # the runner never started: say why, for the instructor
-                tail = Path(scratch, "output.txt").read_bytes()[-600:].decode(errors="replace")
+                log_path = Path(scratch, "output.txt")
+                tail = "" if log_path.is_symlink() else \
+                    log_path.read_bytes()[-600:].decode(errors="replace")
                 result.cell_notes.append("the test process did not start: "
                                          + " | ".join(tail.strip().splitlines()[-3:])[-300:])
             for qid in questions:
                 path = Path(scratch, f"{qid}.pt")
-                if not path.is_file() or path.stat().st_size > OUTCOME_FILE_CAP:
+                # Only the files the child wrote: no links out of the scratch folder.
+                if path.is_symlink() or not path.is_file() or \
+                        path.stat().st_size > OUTCOME_FILE_CAP:
                     continue
                 try:
                     loaded = torch.load(path, weights_only=True)

@@ -477,3 +477,45 @@ def test_the_release_can_point_at_the_students_repository(tmp_path):
     assert f"git+{url}" in "".join(colab_cell["cells"][1]["source"])
     assert "colab.research.google.com/github/example-university/convnets-for-students" in (
         tmp_path / "r" / "chapters" / "assignments" / "index.md").read_text()
+
+
+# --------------------------------------------------------------------------------------
+# The sandbox itself
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(__import__("course_utils.grading.sandbox", fromlist=["x"]).landlock_abi()
+                    < 6, reason="needs Landlock with signal scoping (Linux 6.12+)")
+def test_the_sandbox_allows_writes_only_in_its_folder_and_no_signals_out(tmp_path):
+    import os
+
+    from course_utils.grading.sandbox import restrict_self
+
+    inside, report = tmp_path / "scratch", tmp_path / "report.txt"
+    inside.mkdir()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child locks itself, tries, and reports through the pipe
+        results = [",".join(restrict_self([inside]))]
+        targets = (inside / "ok.txt", report, "/dev/null", f"/dev/shm/course-test-{os.getpid()}")
+        for target in targets if results[0] == "files,network,signals" else ():
+            try:
+                with open(target, "a") as f:
+                    f.write("x")
+                results.append(f"wrote {target}")
+            except OSError as error:
+                results.append(f"blocked {target} {error.errno}")
+        try:
+            os.kill(os.getppid(), 0)
+            results.append("signalled the parent")
+        except OSError:
+            results.append("no signal out")
+        os.write(write_end, "\n".join(results).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    lines = os.read(read_end, 65536).decode().splitlines()
+    assert lines[0] == "files,network,signals"
+    assert lines[1] == f"wrote {inside / 'ok.txt'}"
+    assert lines[2].startswith("blocked") and not report.exists()
+    assert lines[3] == "wrote /dev/null" and lines[4].startswith("blocked /dev/shm/")
+    assert lines[5] == "no signal out"

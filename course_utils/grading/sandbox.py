@@ -53,6 +53,7 @@ _FS_WRITES_V1 = (1 << 1) | sum(1 << i for i in range(4, 13))  # write, remove, m
 _FS_REFER, _FS_TRUNCATE = 1 << 13, 1 << 14
 _NET_BIND_TCP, _NET_CONNECT_TCP = 1 << 0, 1 << 1
 _SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 1 << 0, 1 << 1
+HARMLESS_DEVICES = ("null", "zero", "full", "tty", "random", "urandom")
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -106,8 +107,10 @@ def restrict_self(writable: Iterable[str | Path], *, network: bool = False) -> l
         return []
     try:
         rules = [(str(p), fs) for p in writable]
-        # Character devices such as /dev/null and /dev/tty stay writable (not creatable).
-        rules.append(("/dev", _FS_WRITE_FILE | (_FS_TRUNCATE if abi >= 3 else 0)))
+        # A few harmless devices stay writable -- each by name: never /dev as a whole, whose
+        # disks a process running as root could otherwise write to.
+        device = _FS_WRITE_FILE | (_FS_TRUNCATE if abi >= 3 else 0)
+        rules += [(f"/dev/{name}", device) for name in HARMLESS_DEVICES]
         for path, access in rules:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
