@@ -172,6 +172,24 @@ def point_at(dest: Path, repo_url: str) -> None:
                        capture_output=True)
 
 
+def solution_texts(solutions: Path, min_length: int = 25) -> set[str]:
+    """The distinctive lines (stripped, at least ``min_length`` long) of every solution region
+    and model answer in ``solutions/*.ipynb``: what must never appear in a release."""
+    lines = set()
+    for path in solutions.glob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            inside = False
+            for line in cell.source.splitlines():
+                stripped = line.strip()
+                if stripped.startswith(BEGIN):
+                    inside = True
+                elif stripped.startswith(END):
+                    inside = False
+                elif inside and len(stripped) >= min_length:
+                    lines.add(stripped)
+    return lines
+
+
 def release(root: Path, dest: Path, repo_url: str | None = None) -> list[str]:
     """Copy the student-facing course from ``root`` to ``dest``; return the files written.
 
@@ -179,7 +197,8 @@ def release(root: Path, dest: Path, repo_url: str | None = None) -> list[str]:
     ``assignments/`` (checked to be up to date), the package with its graders, and the other
     tests; the table of contents and the assignments page lose their link to the instructor
     page; with ``repo_url``, every launch button, Colab cell and link names that repository
-    (:func:`point_at`). Raises ``MarkerError`` if a released file contains a solution marker.
+    (:func:`point_at`). Raises ``MarkerError`` if a released file contains a solution marker
+    or any distinctive line of a solution or model answer (:func:`solution_texts`).
     """
     import shutil
 
@@ -224,15 +243,18 @@ def release(root: Path, dest: Path, repo_url: str | None = None) -> list[str]:
         page.write_text("".join(kept), encoding="utf-8")
     if repo_url:
         point_at(dest, repo_url)
+    secret = solution_texts(root / "solutions")
     leaks = []
     for rel in written:
         try:
             text = (dest / rel).read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
-        leaks += [f"{rel}:{n}" for n in solution_lines(text)]
+        leaks += [f"{rel}:{n} (a solution marker)" for n in solution_lines(text)]
+        leaks += [f"{rel} (a line of a solution: {line[:40]!r})" for line in secret
+                  if line in text]
     if leaks:
-        raise MarkerError("solution markers in the release: " + ", ".join(leaks[:10]))
+        raise MarkerError("solution content in the release: " + ", ".join(leaks[:10]))
     return written
 
 
