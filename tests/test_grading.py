@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+import nbformat
 import pytest
 import torch
 from grading_fixtures import (
@@ -380,6 +381,18 @@ def test_reports_are_gradescope_json_and_csv(tmp_path, monkeypatch):
     header, row = (tmp_path / "grades.csv").read_text().splitlines()
     assert header.startswith("notebook,q1,q2,q3,q4,q5,q6,auto_total,auto_max")
     assert ",manual," in row
+
+
+def test_written_answers_are_capped_in_the_report(tmp_path, monkeypatch):
+    monkeypatch.setattr(grade, "run_submission", _no_run)
+    nb = solution()
+    cell = next(c for c in nb.cells if "answer:q6" in c.metadata.get("tags", []))
+    cell.source = "word " * 20_000
+    path = tmp_path / "01_optimizers.ipynb"
+    nbformat.write(nb, path)
+    report = grade.grade_notebook(path, environment=_FakeEnvironment(), seed=grade.GRADE_SEED)
+    assert grade.ANSWER_CAP < len(report.answers["q6"]) < grade.ANSWER_CAP + 100
+    assert "more characters" in report.gradescope()["tests"][5]["output"]
 
 
 def test_unreadable_notebook_is_reported_not_raised(tmp_path):
