@@ -2,8 +2,8 @@
 
 Each notebook here starts a runner process (a few seconds each), so this file grades few,
 representative notebooks, each once (shared through module fixtures); the many wrong answers
-are in test_grading.py. Notebooks are cut after question 5 (``answers_only``) except in the
-command-line test, which grades the real solution and student notebooks end to end.
+are in test_grading.py. Notebooks are cut after question 5 (``answers_only``), except the
+solution in the command-line test, which is graded end to end, training runs included.
 """
 
 from __future__ import annotations
