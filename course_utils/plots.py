@@ -40,7 +40,10 @@ def _datasets(histories: Sequence[History]) -> str:
 def plot_histories(histories: History | Sequence[History],
                    labels: Sequence[str] | None = None,
                    metrics: Sequence[str] = ("loss", "acc"), title: str | None = None):
-    """Loss and accuracy curves (train dashed, test solid) of one or several runs side by side.
+    """Loss and accuracy curves (train dashed, test solid) of one or several runs, stacked.
+
+    One panel per metric, stacked vertically at 6 inches wide, so the figure stays readable
+    on a phone-width page (side-by-side panels shrink below legibility at 400 px).
 
     Returns the matplotlib figure; in a notebook it shows as the cell's value (wrap it in
     ``display(...)`` inside a loop or an ``if``).
@@ -50,9 +53,9 @@ def plot_histories(histories: History | Sequence[History],
     labels = list(labels) if labels is not None else [h.label for h in runs]
     if len(labels) != len(runs):
         raise ValueError(f"got {len(labels)} labels for {len(runs)} histories")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(6, 3.3 * len(metrics)), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, metric in zip(axes[0], metrics, strict=True):
+    for ax, metric in zip(axes[:, 0], metrics, strict=True):
         for i, (run, name) in enumerate(zip(runs, labels, strict=True)):
             color = colors[i % len(colors)]
             epochs = range(1, len(run) + 1)
