@@ -508,15 +508,16 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1,
                  downsample: nn.Module | None = None, groups: int = 1, base_width: int = 64,
-                 shortcut: bool = True) -> None:
+                 shortcut: bool = True,
+                 norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d) -> None:
         super().__init__()
         if groups != 1 or base_width != 64:
             raise ValueError("BasicBlock supports only groups=1 and base_width=64.")
         self.conv1 = conv3x3(in_channels, channels, stride)
-        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn1 = norm_layer(channels)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(channels, channels)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.bn2 = norm_layer(channels)
         self.downsample = downsample
         self.shortcut = shortcut
 
@@ -740,19 +741,24 @@ class CifarResNet(nn.Module):
     """The paper's CIFAR-10 networks (He et al., 2016, section 4.2): a 3x3 convolution, three
     stages of ``n`` basic blocks with ``width``, 2x``width`` and 4x``width`` channels
     (16-32-64 in the paper), global average pooling and a linear layer: ``6n + 2`` weight
-    layers. Option-A (parameter-free) shortcuts; ``shortcut=False`` is the plain twin."""
+    layers. Option-A (parameter-free) shortcuts; ``shortcut=False`` is the plain twin;
+    ``batch_norm=False`` removes every batch norm (the convolutions stay bias-free)."""
 
     min_size = 1
 
     def __init__(self, depth: int = 20, in_channels: int = 3, num_classes: int = 10,
-                 width: int = 16, shortcut: bool = True) -> None:
+                 width: int = 16, shortcut: bool = True, batch_norm: bool = True) -> None:
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNets have 6n + 2 layers (20, 32, 44, 56, 110, ...), "
                              f"got {depth}.")
         n = (depth - 2) // 6
+
+        def norm(channels: int) -> nn.Module:
+            return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+
         self.conv1 = conv3x3(in_channels, width)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.bn1 = norm(width)
         blocks: list[nn.Module] = []
         channels = width
         for stage in range(3):
@@ -760,7 +766,8 @@ class CifarResNet(nn.Module):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
                 down = ShortcutA(out - channels) if stride == 2 else None
-                blocks.append(BasicBlock(channels, out, stride, down, shortcut=shortcut))
+                blocks.append(BasicBlock(channels, out, stride, down, shortcut=shortcut,
+                                         norm_layer=norm))
                 channels = out
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -775,10 +782,11 @@ class CifarResNet(nn.Module):
 
 
 def cifar_resnet(depth: int = 20, in_channels: int = 3, num_classes: int = 10,
-                 image_size: int = 32, width: int = 16, shortcut: bool = True) -> CifarResNet:
+                 image_size: int = 32, width: int = 16, shortcut: bool = True,
+                 batch_norm: bool = True) -> CifarResNet:
     """The paper's CIFAR ResNet-``depth`` (or, with ``shortcut=False``, its plain twin)."""
     check_image_size(f"CIFAR ResNet-{depth}", image_size, CifarResNet.min_size)
-    return CifarResNet(depth, in_channels, num_classes, width, shortcut)
+    return CifarResNet(depth, in_channels, num_classes, width, shortcut, batch_norm)
 
 
 # --------------------------------------------------------------------------------------

@@ -179,3 +179,13 @@ def test_unknown_names_list_valid_values():
         vgg(12)
     with pytest.raises(ValueError, match="valid variants are torchvision, original"):
         get_model("alexnet", image_size=224, variant="caffe")
+
+
+def test_cifar_resnet_without_batch_norm():
+    with_bn = get_model("cifar_resnet", 3, 10, 32, depth=20)
+    without = get_model("cifar_resnet", 3, 10, 32, depth=20, batch_norm=False)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in without.modules())
+    bn_params = sum(p.numel() for m in with_bn.modules() if isinstance(m, nn.BatchNorm2d)
+                    for p in m.parameters())
+    assert count_parameters(with_bn) - count_parameters(without) == bn_params
+    assert without(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
