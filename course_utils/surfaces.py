@@ -136,6 +136,15 @@ def _double_well(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.25 * x**4 - 0.75 * x**2 + 0.3 * x + 0.5 * y**2
 
 
+def _sharp_flat(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # A narrow dip near x = 1 and a wide one near x = -1.33 on a gentle bowl, the narrow one a
+    # hair deeper; quadratic across y. Along y = 0 it is the 1-D landscape of the chapter's
+    # sharp-versus-flat demonstrations.
+    sharp = -0.7 * torch.exp(-((x - 1.0) ** 2) / (2 * 0.1**2))
+    flat = -0.8 * torch.exp(-((x + 1.5) ** 2) / (2 * 0.7**2))
+    return 0.1 * x**2 + sharp + flat + 0.5 * y**2
+
+
 def _root(fprime: Callable[[float], float], lo: float, hi: float) -> float:
     """Bisection for the 1-D minimizers of the double well (no closed form worth reading)."""
     for _ in range(200):
@@ -149,6 +158,16 @@ def _root(fprime: Callable[[float], float], lo: float, hi: float) -> float:
 
 def _well_slope(x: float) -> float:
     return x**3 - 1.5 * x + 0.3
+
+
+def _slope_along_x(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                   ) -> Callable[[float], float]:
+    """d fn(x, 0) / dx as a function of a float (by autograd), for ``_root``."""
+    def slope(x: float) -> float:
+        point = torch.tensor(x, dtype=DTYPE, requires_grad=True)
+        (g,) = torch.autograd.grad(fn(point, torch.zeros((), dtype=DTYPE)), point)
+        return float(g)
+    return slope
 
 
 # The taco's start point (-4.5, 1), turned with the valley.
@@ -187,9 +206,19 @@ SURFACES: dict[str, Surface] = {
         sgd_lr=0.05, adaptive_lr=0.1,
         description="0.25 x^4 - 0.75 x^2 + 0.3 x + 0.5 y^2: local minimum on the right",
     ),
+    "sharp_flat": Surface(
+        "sharp_flat", "a sharp and a flat minimum", _sharp_flat,
+        start=(3.0, 0.5), minimum=(_root(_slope_along_x(_sharp_flat), 0.9, 1.1), 0.0),
+        bounds=((-3.5, 3.5), (-1.0, 1.0)),
+        sgd_lr=0.02, adaptive_lr=0.05,
+        description="a narrow dip near x = 1 (the global minimum, by a hair) and a wide one "
+                    "near x = -1.33",
+    ),
 }
 
 LOCAL_MINIMUM = (_root(_well_slope, 0.5, 2.0), 0.0)  # the trap of the "local_minimum" surface
+# The wide, slightly higher dip of the "sharp_flat" surface.
+FLAT_MINIMUM = (_root(_slope_along_x(_sharp_flat), -2.0, -0.8), 0.0)
 
 
 def get_surface(name: str | Surface, noise: float | None = None) -> Surface:

@@ -10,6 +10,7 @@ import torch
 
 from course_utils import optim
 from course_utils.surfaces import (
+    FLAT_MINIMUM,
     LOCAL_MINIMUM,
     SURFACES,
     Surface,
@@ -51,6 +52,22 @@ def test_taco_condition_number_and_rotation():
 def test_saddle_is_a_saddle():
     eig = torch.linalg.eigvalsh(get_surface("saddle").hessian((0.0, 0.0)))
     assert eig[0] < 0 < eig[1]
+
+
+def test_sharp_flat_has_a_sharp_global_and_a_flat_local_minimum():
+    s = get_surface("sharp_flat")
+    sharp = torch.tensor(s.minimum, dtype=torch.float64)
+    flat = torch.tensor(FLAT_MINIMUM, dtype=torch.float64)
+    assert abs(s.minimum[0] - 0.997) < 1e-3 and abs(FLAT_MINIMUM[0] + 1.332) < 1e-3
+    assert s.grad(flat).abs().max() < 1e-8
+    curv_sharp = torch.linalg.eigvalsh(s.hessian(sharp))[-1]
+    curv_flat = torch.linalg.eigvalsh(s.hessian(flat))[-1]
+    assert curv_sharp > 30 * curv_flat > 0, "the sharp dip is far narrower"
+    assert 0 < s.loss(flat) - s.loss(sharp) < 0.01, "the sharp dip is a hair deeper"
+    # along theta_2 = 0, fn is the 1-D landscape the chapter's pages draw
+    x = torch.linspace(-3, 3, 7, dtype=torch.float64)
+    torch.testing.assert_close(s.fn(x, torch.zeros_like(x)),
+                               s.loss(torch.stack([x, torch.zeros_like(x)], -1)))
 
 
 def test_unknown_surface_lists_valid_names():
