@@ -5,7 +5,7 @@ Every title carries the dataset's name, so a run on the offline stand-in says so
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 from matplotlib.ticker import MaxNLocator
@@ -74,6 +74,77 @@ def plot_histories(histories: History | Sequence[History],
     fig.suptitle(title or f"Training curves -- {_datasets(runs)}", fontsize=11)
     fig.tight_layout()
     plt.close(fig)  # shown once, as the returned value, not again by the inline backend
+    return fig
+
+
+Curve = Sequence[float] | tuple[Sequence[float], Sequence[float]]
+
+
+def plot_curves(curves: Mapping[str, Curve], *, title: str, xlabel: str = "step",
+                ylabel: str = "training loss", logy: bool = True,
+                ylim: tuple[float, float] | None = None, vlines: Sequence[float] = (),
+                steps: int | None = None, markers: Sequence[str] = (),
+                colors: Mapping[str, str] | None = None,
+                lrs: tuple[Sequence[float], Sequence[float]] | None = None,
+                lr_position: str = "below"):
+    """Loss curves of several runs in one panel, optionally with a learning-rate panel.
+
+    - ``curves``: label -> values (plotted at x = 1, 2, ...) or label -> ``(x, values)``.
+    - ``vlines``: x positions marked by dotted lines (e.g. the steps of a step decay).
+    - ``steps``: the planned length of the runs; a curve that ends earlier (a run stopped
+      because it diverged) gets an ``x`` at its end, labelled "diverged: stopped".
+    - ``markers``: labels of curves drawn with dots (e.g. a metric checked now and then).
+    - ``lrs``: ``(x, rates)`` drawn as a staircase in a second, smaller panel ``"below"`` or
+      ``"above"`` the curves, with a tick at every distinct rate when there are few.
+
+    Returns the matplotlib figure (show it with ``display(fig)`` or as a cell's value).
+    """
+    if lr_position not in ("below", "above"):
+        raise ValueError(f"lr_position must be 'below' or 'above', got {lr_position!r}")
+    plt = _pyplot()
+    colors = dict(colors or {})
+    if lrs is None:
+        fig, ax = plt.subplots(figsize=(5.6, 3.6))
+        axes = [ax]
+    else:
+        ratios = [2, 1] if lr_position == "below" else [1, 2]
+        fig, pair = plt.subplots(2, 1, figsize=(5.6, 4.8), sharex=True, height_ratios=ratios)
+        ax, lr_ax = (pair[0], pair[1]) if lr_position == "below" else (pair[1], pair[0])
+        axes = list(pair)
+    for label, curve in curves.items():
+        if isinstance(curve, tuple) and len(curve) == 2:
+            xs, ys = list(curve[0]), list(curve[1])
+        else:
+            ys = list(curve)
+            xs = list(range(1, len(ys) + 1))
+        style = "o-" if label in markers else "-"
+        (line,) = ax.plot(xs, ys, style, markersize=3, alpha=0.8, label=label,
+                          color=colors.get(label))
+        if steps is not None and len(ys) < steps:
+            ax.plot(xs[-1], ys[-1], "kx", markersize=8)
+            ax.annotate("diverged: stopped", (xs[-1], ys[-1]), fontsize=8, xytext=(8, -4),
+                        textcoords="offset points")
+    for x in vlines:
+        ax.axvline(x, color="gray", ls=":")
+    ax.set(ylabel=ylabel, yscale="log" if logy else "linear")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.legend(fontsize=8)
+    if lrs is not None:
+        lr_x, lr_values = list(lrs[0]), list(lrs[1])
+        lr_ax.plot(lr_x, lr_values, drawstyle="steps-post", color=colors.get("lr", "tab:orange"))
+        levels = sorted(set(lr_values))
+        if len(levels) <= 6 and min(levels) > 0:
+            lr_ax.set_yscale("log")
+            lr_ax.set_yticks(levels, [f"{v:g}" for v in levels], minor=False)
+            lr_ax.minorticks_off()
+        lr_ax.set_ylabel(r"$\eta$")
+    axes[0].set_title(title)
+    axes[-1].set_xlabel(xlabel)
+    for a in axes:
+        a.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    plt.close(fig)  # shown once, as the returned value
     return fig
 
 

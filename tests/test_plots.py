@@ -2,7 +2,7 @@ import matplotlib
 
 from course_utils.data import load_data
 from course_utils.history import History
-from course_utils.plots import LivePlot, plot_histories, plot_samples
+from course_utils.plots import LivePlot, plot_curves, plot_histories, plot_samples
 
 matplotlib.use("Agg")
 
@@ -38,3 +38,18 @@ def test_plot_samples_titles_classes():
     assert "stand-in" in fig._suptitle.get_text()
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 8 and set(titles) <= set(data.classes)
+
+
+def test_plot_curves_marks_stopped_runs_and_draws_the_rate_panel():
+    fig = plot_curves({"ok": [3.0, 2.0, 1.0], "diverged": [3.0, 30.0]}, title="t", steps=3,
+                      vlines=(2,))
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log" and ax.get_title() == "t"
+    assert [t.get_text() for t in ax.texts] == ["diverged: stopped"]
+    assert [ln.get_label() for ln in ax.get_legend().get_lines()] == ["ok", "diverged"]
+    fig = plot_curves({"a": ([0, 10, 20], [1.0, 0.5, 0.4])}, title="t", markers=("a",),
+                      lrs=([0, 10, 20], [0.5, 0.05, 0.05]), lr_position="above")
+    lr_ax, ax = fig.axes
+    assert ax.get_lines()[0].get_marker() == "o" and ax.get_xlabel() == "step"
+    assert lr_ax.get_title() == "t" and lr_ax.get_lines()[0].get_drawstyle() == "steps-post"
+    assert [t.get_text() for t in lr_ax.get_yticklabels()] == ["0.05", "0.5"]
