@@ -62,10 +62,21 @@ class EarlyStopping(Callback):
             return False
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
-            history.meta["stopped"] = (f"early stopping: {self.monitor} did not improve for "
-                                       f"{self.patience} epochs")
+            history.meta["stopped"] = (f"early stopping: {self._describe(history)} did not "
+                                       f"improve for {self.patience} epochs")
             return True
         return False
+
+    def _describe(self, history: History) -> str:
+        """The monitored metric, named for the split it was really scored on.
+
+        ``fit`` records every held-out score under ``test_*``; when it was handed
+        ``data.validation()`` (its dataset name says so), that split is the validation split.
+        """
+        if (self.monitor.startswith("test_")
+                and "validation split" in str(history.meta.get("dataset", ""))):
+            return f"validation {self.monitor.removeprefix('test_')} (history.{self.monitor})"
+        return self.monitor
 
     def on_fit_end(self, history: History) -> None:
         history.meta["best_epoch"] = self.best_epoch

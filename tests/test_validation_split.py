@@ -69,6 +69,8 @@ def test_early_stopping_restores_the_best_weights():
     history = fit(model, data.validation(), 10, optimizer="adam", lr=1e-3, progress=False,
                   verbose=False, callbacks=[Record(patience=3, restore_best=model)])
     assert len(history) == 5 and history.meta["best_epoch"] == 2
+    assert history.meta["stopped"].startswith(
+        "early stopping: validation loss (history.test_loss) did not improve"), "names the split"
     for key, value in model.state_dict().items():
         assert torch.equal(value, snapshots[1][key]), key
 
