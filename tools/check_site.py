@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     problems += check_coming_soon(args.source)
     for path, (_title, has_pages) in chapter_status(args.source).items():
         text = (args.source / f"{path}.md").read_text(encoding="utf-8").lower()
-        if has_pages and "what it needs" not in text:
+        if has_pages and not re.search(r"what it needs|\|\s*needs\s*\|", text):
             notices.append(f"{path}.md: no 'What it needs' section (CPU minutes in `quick`, "
                            "a GPU for `full`) on the chapter's first page")
     if not (root / "_static" / "mathjax" / "tex-chtml.js").exists():
