@@ -5,9 +5,9 @@ Every expected value is computed by a library, never by a copy of the solution:
 ============================  =========================================================
 student function              reference (same iterates when the conventions match)
 ============================  =========================================================
-``sgd_momentum`` (velocity)   ``torch.optim.SGD(lr, momentum)``: with a constant lr the
-                              velocity ``v`` is ``-lr`` times torch's buffer ``b``
-``nesterov`` (velocity)       ``torch.optim.SGD(lr, momentum, nesterov=True)``
+``sgd_momentum`` (physical)   ``torch.optim.SGD(lr, momentum)``: with a constant lr the
+                              velocity ``u`` is ``-lr`` times torch's buffer ``v``
+``nesterov`` (practical)      ``torch.optim.SGD(lr, momentum, nesterov=True)``
 ``adagrad``                   ``torch.optim.Adagrad(lr, eps)``
 ``rmsprop``                   ``torch.optim.RMSprop(lr, alpha, eps)``
 ``adam``                      ``torch.optim.Adam(lr, betas=(beta1, beta2), eps)``
@@ -322,7 +322,7 @@ ASSIGNMENT = Assignment(
     id="01_optimizers",
     title="Assignment 1 -- Optimizers",
     questions=[
-        Question("q1", "SGD with momentum (velocity form)", 15,
+        Question("q1", "SGD with momentum (physical form)", 15,
                  functools.partial(_momentum_cases, nesterov=False), ("sgd_momentum",),
                  forbidden=LIBRARY_OPTIMIZERS),
         Question("q2", "Nesterov momentum", 15,
