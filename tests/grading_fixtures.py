@@ -110,7 +110,8 @@ def solution() -> nbformat.NotebookNode:
 
 
 def defining_cell(nb: nbformat.NotebookNode, function: str) -> nbformat.NotebookNode:
-    cells = [c for c in nb.cells if c.cell_type == "code" and f"def {function}(" in c.source]
+    cells = [c for c in nb.cells if c.cell_type == "code" and (
+        f"def {function}(" in c.source or f"class {function}(" in c.source)]
     assert len(cells) == 1, f"expected one cell defining {function}, found {len(cells)}"
     return cells[0]
 

@@ -31,8 +31,9 @@ changes the output.
 Grading policy (stated in the notebook, enforced by ``policy.py`` and ``probe.py``): the
 counting answers (questions 1 to 4) may not use the course's own summary and measuring
 helpers or ``torch.utils.flop_counter``; the block answers (questions 5 to 7) may not use
-``torchvision.models`` or the course's model zoo. (The grader blocks the union of these in
-the process that runs the notebook, so ``torch.nn`` itself stays usable everywhere.)
+torchvision's ResNet and DenseNet blocks or the course's model zoo. (The grader blocks the
+union of these in the process that runs the notebook, so ``torch.nn`` itself stays usable
+everywhere.)
 """
 
 from __future__ import annotations
@@ -212,8 +213,9 @@ def _conv_params_case(cin: int, cout: int, k: int, groups: int, bias: bool) -> C
     def reference() -> list[int]:
         return [_numel(nn.Conv2d(cin, cout, k, groups=groups, bias=bias, device="meta"))]
 
-    hint = ("each output channel's filter sees only the C_in / groups input channels of its "
-            "group" if groups > 1 else "weights, plus one bias per output channel if bias")
+    hint = ("`groups` is the number of groups: each filter sees only the C_in / groups "
+            "input channels of its own group" if groups > 1 else
+            "k^2 C_in weights per output channel, plus one bias per output channel if bias")
     return Case(where, run, reference,
                 functools.partial(compare_ints, names=["parameters"], hint=hint))
 
@@ -653,7 +655,12 @@ def _dense_cases(seed: int) -> list[Case]:
 # so no list may name something another question's tests need (torch.nn, for instance).
 COUNTING_HELPERS = ("course_utils.summary", "course_utils.measure", "course_utils.models",
                     "torch.utils.flop_counter")
-LIBRARY_BLOCKS = ("torchvision.models", "course_utils.models")
+# torchvision's blocks by name rather than all of ``torchvision.models``: blocking that whole
+# package also blocks ``enum.Enum.__new__`` (its weight enums hold a reference to it), which
+# breaks the grader's own process.
+LIBRARY_BLOCKS = ("torchvision.models.resnet.BasicBlock", "torchvision.models.resnet.Bottleneck",
+                  "torchvision.models.densenet._DenseBlock",
+                  "torchvision.models.densenet._DenseLayer", "course_utils.models")
 
 ASSIGNMENT = Assignment(
     id="03_architectures",
