@@ -122,7 +122,8 @@ def stale(solutions: Path, assignments: Path) -> list[Path]:
 # and what is private to the instructors' repository or generated.
 RELEASE_EXCLUDE = (
     "solutions/", "tests/grading_fixtures.py", "tests/test_grading.py",
-    "tests/test_grading_notebooks.py", "chapters/assignments/instructors.md",
+    "tests/test_grading_notebooks.py", "tests/test_grading_a02.py",
+    "tests/grading_fixtures_a02.py", "chapters/assignments/instructors.md",
 )
 INSTRUCTOR_PAGE = "chapters/assignments/instructors"
 
