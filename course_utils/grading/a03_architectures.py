@@ -289,7 +289,8 @@ def _receptive_case(layers: list[tuple[int, int]], pools: list[bool]) -> Case:
     hint = ("every layer adds (k - 1) input pixels times the product of the strides of the "
             "layers *below* it" if any(s > 1 for _, s in layers) else
             "each k x k layer at stride 1 adds k - 1 pixels")
-    label = "receptive_field of the stack " + ", ".join(f"{t} k={k} S={s}" for t, k, s in shown)
+    label = (f"receptive_field({layers}): a stack of "
+             + ", ".join(f"{t} k={k} S={s}" for t, k, s in shown))
     return Case(label, run, functools.partial(_receptive_reference, layers, pools),
                 functools.partial(compare_ints, names=["receptive field"], hint=hint))
 
