@@ -131,6 +131,52 @@ def answers_only(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+HONEST_FORMS = {  # correct answers written differently from the solution: full marks
+    "dropout_forward": """
+def dropout_forward(x, p, training=True, mask=None):
+    if not training:
+        return x * 1.0, ()
+    keep = torch.bernoulli(torch.full_like(x, 1 - p)) if mask is None else mask
+    return torch.where(keep.bool(), x / (1 - p), torch.zeros_like(x)), (keep, p)
+
+
+def dropout_backward(grad_out, cache):
+    if not cache:
+        return grad_out.clone()
+    keep, p = cache
+    return grad_out * keep / (1 - p)
+""",
+    "batch_norm_forward": """
+def batch_norm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    dims = (0, *range(2, x.dim()))
+    if training:
+        var, mean = torch.var_mean(x, dim=dims, correction=0)
+        running_mean = torch.lerp(running_mean, mean, momentum)
+        running_var = torch.lerp(running_var, x.var(dim=dims, correction=1), momentum)
+    else:
+        mean, var = running_mean, running_var
+    scale = gamma * torch.rsqrt(var + eps)
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return (x * scale.view(shape) + (beta - mean * scale).view(shape),
+            running_mean.clone(), running_var.clone())
+""",
+    "group_norm": """
+group_norm = lambda x, num_groups, gamma, beta, eps: (  # noqa: E731
+    torch.stack([_one_sample(s, num_groups, eps) for s in x])
+    * gamma.view(1, -1, *[1] * (x.dim() - 2)) + beta.view(1, -1, *[1] * (x.dim() - 2)))
+
+
+def _one_sample(sample, num_groups, eps):
+    parts = [(g - g.mean()) / (g.var(correction=0) + eps).sqrt()
+             for g in sample.chunk(num_groups, dim=0)]
+    return torch.cat(parts, dim=0)
+""",
+    "ema_update": """
+def ema_update(average, param, decay):
+    return param.clone() if average is None else torch.lerp(param, average, decay)
+""",
+}
+
 STACK_INSPECTION = '''
 import sys
 
@@ -187,5 +233,5 @@ def swallowed_hang() -> nbformat.NotebookNode:
     return nb
 
 
-__all__ = ["ASSIGNMENT", "GRADER_PATCH", "SOLUTION", "STACK_INSPECTION", "VARIANTS",
+__all__ = ["ASSIGNMENT", "GRADER_PATCH", "HONEST_FORMS", "SOLUTION", "STACK_INSPECTION", "VARIANTS",
            "answers_only", "replace_cell", "solution", "student", "swallowed_hang"]

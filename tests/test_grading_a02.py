@@ -18,6 +18,7 @@ from grading_fixtures import with_bug
 from grading_fixtures_a02 import (
     ASSIGNMENT,
     GRADER_PATCH,
+    HONEST_FORMS,
     SOLUTION,
     STACK_INSPECTION,
     VARIANTS,
@@ -96,6 +97,14 @@ def test_wrong_answer_loses_marks_only_on_its_question(variant):
 def test_there_are_enough_wrong_answers_for_every_question():
     assert len(VARIANTS) >= 15
     assert {v.breaks for v in VARIANTS} == set(FULL)
+
+
+@pytest.mark.parametrize("function", sorted(HONEST_FORMS))
+def test_honest_answers_in_other_forms_get_full_marks(solution_namespace, function):
+    namespace = dict(solution_namespace)
+    exec(HONEST_FORMS[function].strip(), namespace)
+    for result in grade_in_process(namespace, fork=False).values():
+        assert result.score == result.points, result.feedback()
 
 
 def _variant(name: str):
