@@ -80,6 +80,7 @@ def test_student_notebook_scores_zero_and_says_not_answered():
         assert "not written yet" in result.feedback()
 
 
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")  # float(penalty)
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
 def test_wrong_answer_loses_marks_only_on_its_question(variant):
     results = grade_in_process(definitions(with_bug(solution(), variant)), fork=False)
