@@ -161,7 +161,8 @@ class AlexNet(nn.Module):
         k, s, p = conv1
 
         def norm() -> list[nn.Module]:
-            return [nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)] if lrn else []
+            # torch divides alpha by the window size n=5: 5e-4 / 5 is the paper's 1e-4
+            return [nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)] if lrn else []
 
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, c1, kernel_size=k, stride=s, padding=p),
