@@ -46,19 +46,21 @@ def plot_summary(summary: Summary):
     plt = _pyplot()
     rows = [r for r in summary.rows if r.params or r.macs or r.activations]
     names = [r.name for r in rows]
-    fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
-    series = (("multiply-adds (millions)", [r.macs / 1e6 for r in rows], "tab:blue"),
-              ("activations (MB, fp32)", [4 * r.activations / 1e6 for r in rows], "tab:orange"),
-              ("parameters (millions)", [r.params / 1e6 for r in rows], "tab:green"))
+    # 6.5 inches wide and 9-point text: readable when the page shrinks it to a phone's width
+    fig, axes = plt.subplots(3, 1, figsize=(6.5, 7), sharex=True)
+    series = (("mult-adds (M)", [r.macs / 1e6 for r in rows], "tab:blue"),
+              ("activations (MB)", [4 * r.activations / 1e6 for r in rows], "tab:orange"),
+              ("parameters (M)", [r.params / 1e6 for r in rows], "tab:green"))
     for ax, (label, values, color) in zip(axes, series, strict=True):
         ax.bar(range(len(rows)), values, color=color)
-        ax.set_ylabel(label, fontsize=8)
+        ax.set_ylabel(label, fontsize=10)
+        ax.tick_params(axis="y", labelsize=9)
         ax.grid(alpha=0.3, axis="y")
-    axes[-1].set_xticks(range(len(rows)), names, rotation=90, fontsize=7)
+    axes[-1].set_xticks(range(len(rows)), names, rotation=90, fontsize=9)
     c, h, w = summary.input_shape
-    fig.suptitle(f"{summary.model_name} on {c}x{h}x{w}: {summary.params / 1e6:,.2f}M parameters, "
+    fig.suptitle(f"{summary.model_name} on {c}x{h}x{w}: {summary.params / 1e6:,.2f}M parameters,\n"
                  f"{summary.macs / 1e9:,.2f}G multiply-adds, "
-                 f"{summary.activation_bytes / 1e6:,.1f} MB activations", fontsize=10)
+                 f"{summary.activation_bytes / 1e6:,.1f} MB activations (fp32)", fontsize=11)
     fig.tight_layout()
     plt.close(fig)
     return fig
@@ -66,7 +68,7 @@ def plot_summary(summary: Summary):
 
 def _message_figure(text: str):
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 1.5))
+    fig, ax = plt.subplots(figsize=(6.5, 1.5))
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
     plt.close(fig)
