@@ -95,6 +95,22 @@ def test_parameter_count_equals_torchvision(name):
     assert count_parameters(ours) == count_parameters(theirs)
 
 
+# Builders whose module names differ from torchvision's (the tensors line up all the same).
+NAMES_DIFFER = {"densenet121", "googlenet", "squeezenet1_0"}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION))
+def test_state_dict_shapes_equal_torchvision_in_order(name):
+    # Equal parameter counts do not prove the same structure; the same tensors in the same
+    # order (weights and buffers) come close, and names too where the layouts share them.
+    builder, kwargs = TORCHVISION[name]
+    with torch.device("meta"):
+        ours, theirs = MODELS[name]().state_dict(), builder(weights=None, **kwargs).state_dict()
+    assert [tuple(t.shape) for t in ours.values()] == [tuple(t.shape) for t in theirs.values()]
+    if name not in NAMES_DIFFER:
+        assert list(ours) == list(theirs)
+
+
 def test_published_counts_and_variants():
     with torch.device("meta"):
         assert count_parameters(MODELS["alexnet"]()) == 61_100_840
