@@ -331,7 +331,11 @@ def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int
 
 class NiN(nn.Module):
     """Network in Network with AlexNet's layout: four NiN blocks, the last one producing one
-    channel per class, averaged over the image (global average pooling, no linear layers)."""
+    channel per class, averaged over the image (global average pooling, no linear layers).
+
+    This is the compact version of Dive into Deep Learning (Zhang et al.), not the paper's
+    ImageNet network (which has a 1024-channel block); its accuracy is not compared with
+    AlexNet's anywhere in the course except on Fashion-MNIST (Chapter 3, page 8)."""
 
     min_size = 67
 
@@ -352,7 +356,7 @@ class NiN(nn.Module):
 
 
 def nin(in_channels: int = 3, num_classes: int = 1000, image_size: int = 224) -> NiN:
-    """Network in Network (see :class:`NiN`)."""
+    """Network in Network, Dive into Deep Learning's compact version (see :class:`NiN`)."""
     check_image_size("NiN", image_size, NiN.min_size)
     return NiN(in_channels, num_classes)
 
