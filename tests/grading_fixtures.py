@@ -14,6 +14,7 @@ import nbformat
 from nbformat.v4 import new_code_cell
 
 from course_utils.assign import student_version
+from course_utils.grading.notebook import code_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "01_optimizers.ipynb"
@@ -105,8 +106,48 @@ VARIANTS = [
 ]
 
 
-def solution() -> nbformat.NotebookNode:
-    return nbformat.read(SOLUTION, as_version=4)
+@dataclass(frozen=True)
+class AssignmentFiles:
+    """One assignment's notebooks for the tests: its solution, the student version and the
+    auto-graded part (up to ``last_check``, which skips the slow written experiments)."""
+
+    name: str
+    last_check: str
+
+    @property
+    def solution_path(self) -> Path:
+        return ROOT / "solutions" / f"{self.name}.ipynb"
+
+    @property
+    def assignment_path(self) -> Path:
+        return ROOT / "assignments" / f"{self.name}.ipynb"
+
+    def solution(self) -> nbformat.NotebookNode:
+        return nbformat.read(self.solution_path, as_version=4)
+
+    def student(self, nb: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:
+        return student_version(nb or self.solution(), self.solution_path.name)
+
+    def answers_only(self, nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+        """``nb`` up to the ``last_check`` cell: the auto-graded part."""
+        nb = copy.deepcopy(nb)
+        end = next(i for i, c in enumerate(nb.cells) if c.source.strip() == self.last_check)
+        nb.cells = nb.cells[: end + 1]
+        return nb
+
+    def definitions(self, nb: nbformat.NotebookNode) -> dict:
+        """The names ``nb``'s answer cells define, executed here (check() calls and magics
+        left out)."""
+        namespace = {"__name__": "__main__"}
+        for cell in code_cells(self.answers_only(nb)):
+            if "check(" not in cell["code"] and "%" not in cell["code"]:
+                exec(cell["code"], namespace)
+        return namespace
+
+
+A1_FILES = AssignmentFiles("01_optimizers", 'check("q5")')
+solution, student = A1_FILES.solution, A1_FILES.student
+answers_only, definitions = A1_FILES.answers_only, A1_FILES.definitions
 
 
 def defining_cell(nb: nbformat.NotebookNode, function: str) -> nbformat.NotebookNode:
@@ -123,21 +164,6 @@ def with_bug(nb: nbformat.NotebookNode, variant: Variant) -> nbformat.NotebookNo
     for old, new in variant.edits:
         assert cell.source.count(old) == 1, f"{variant.name}: {old!r} not found once in the cell"
         cell.source = cell.source.replace(old, new)
-    return nb
-
-
-def student(nb: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:
-    return student_version(nb or solution(), "01_optimizers.ipynb")
-
-
-def answers_only(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """``nb`` up to the ``check("q5")`` cell: the auto-graded part, without the experiments.
-
-    Grading such a notebook skips question 6's training runs, which keeps the tests fast.
-    """
-    nb = copy.deepcopy(nb)
-    end = next(i for i, c in enumerate(nb.cells) if c.source.strip() == 'check("q5")')
-    nb.cells = nb.cells[: end + 1]
     return nb
 
 

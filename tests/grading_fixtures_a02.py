@@ -7,22 +7,12 @@ Not released to students (``assign.RELEASE_EXCLUDE``): the edits quote the solut
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
 import nbformat
-from grading_fixtures import Variant, replace_cell
+from grading_fixtures import AssignmentFiles, _v, replace_cell
 
-from course_utils.assign import student_version
-
-ROOT = Path(__file__).resolve().parents[1]
-SOLUTION = ROOT / "solutions" / "02_regularization.ipynb"
-ASSIGNMENT = ROOT / "assignments" / "02_regularization.ipynb"
-LAST_CHECK = 'check("q6")'
-
-
-def _v(name: str, function: str, breaks: str, *edits: tuple[str, str]) -> Variant:
-    return Variant(name, function, tuple(edits), breaks)
+FILES = AssignmentFiles("02_regularization", 'check("q6")')
+SOLUTION, ASSIGNMENT = FILES.solution_path, FILES.assignment_path
+solution, student, answers_only = FILES.solution, FILES.student, FILES.answers_only
 
 
 BN_GRAD_X = ("inv_std * (g - g.mean(dim=axes, keepdim=True)\n"
@@ -115,20 +105,6 @@ VARIANTS = [
 ]
 
 
-def solution() -> nbformat.NotebookNode:
-    return nbformat.read(SOLUTION, as_version=4)
-
-
-def student(nb: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:
-    return student_version(nb or solution(), SOLUTION.name)
-
-
-def answers_only(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """``nb`` up to the ``check("q6")`` cell: the auto-graded part, without question 7."""
-    nb = copy.deepcopy(nb)
-    end = next(i for i, c in enumerate(nb.cells) if c.source.strip() == LAST_CHECK)
-    nb.cells = nb.cells[: end + 1]
-    return nb
 
 
 HONEST_FORMS = {  # correct answers written differently from the solution: full marks

@@ -6,16 +6,11 @@ the solution when it changes; a substitution that no longer matches fails loudly
 
 from __future__ import annotations
 
-import copy
+from grading_fixtures import AssignmentFiles, Variant, _v
 
-import nbformat
-from grading_fixtures import ROOT, Variant, _v
-
-from course_utils.assign import student_version
-
-SOLUTION = ROOT / "solutions" / "03_architectures.ipynb"
-ASSIGNMENT = ROOT / "assignments" / "03_architectures.ipynb"
-LAST_CHECK = 'check("q7")'
+FILES = AssignmentFiles("03_architectures", 'check("q7")')
+SOLUTION, ASSIGNMENT = FILES.solution_path, FILES.assignment_path
+solution, student, answers_only = FILES.solution, FILES.student, FILES.answers_only
 
 VARIANTS: list[Variant] = [
     # q1: output sizes
@@ -98,20 +93,6 @@ VARIANTS: list[Variant] = [
 ]
 
 
-def solution() -> nbformat.NotebookNode:
-    return nbformat.read(SOLUTION, as_version=4)
-
-
-def student(nb: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:
-    return student_version(nb or solution(), SOLUTION.name)
-
-
-def answers_only(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """``nb`` up to the ``check("q7")`` cell: the auto-graded part, without question 8."""
-    nb = copy.deepcopy(nb)
-    end = next(i for i, c in enumerate(nb.cells) if c.source.strip() == LAST_CHECK)
-    nb.cells = nb.cells[: end + 1]
-    return nb
 
 
 HANGING_BLOCK = '''

@@ -18,7 +18,7 @@ from grading_fixtures import (
     ASSIGNMENT,
     SOLUTION,
     VARIANTS,
-    answers_only,
+    definitions,
     solution,
     student,
     with_bug,
@@ -27,20 +27,13 @@ from grading_fixtures import (
 from course_utils import assign, grade
 from course_utils.grading import Checker, RuleOptimizer, load_assignment, surface_update
 from course_utils.grading.core import judge
-from course_utils.grading.notebook import answers, code_cells
+from course_utils.grading.notebook import answers
 from course_utils.grading.policy import policy_problems
 from course_utils.grading.probe import OUTPUT_CAP, probe_question, run_question
 
 A1 = load_assignment("01_optimizers")
 
 
-def definitions(nb) -> dict:
-    """The names a notebook's answer cells define (plain Python cells, check() calls left out)."""
-    namespace = {"__name__": "__main__"}
-    for cell in code_cells(answers_only(nb)):
-        if "check(" not in cell["code"] and "%" not in cell["code"]:
-            exec(cell["code"], namespace)
-    return namespace
 
 
 def grade_in_process(nb, seed: int = grade.GRADE_SEED, namespace=None, fork: bool = True):

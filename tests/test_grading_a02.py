@@ -17,12 +17,12 @@ import pytest
 from grading_fixtures import with_bug
 from grading_fixtures_a02 import (
     ASSIGNMENT,
+    FILES,
     GRADER_PATCH,
     HONEST_FORMS,
     SOLUTION,
     STACK_INSPECTION,
     VARIANTS,
-    answers_only,
     solution,
     student,
     swallowed_hang,
@@ -31,21 +31,14 @@ from grading_fixtures_a02 import (
 from course_utils import grade
 from course_utils.grading import Checker, load_assignment, sandbox
 from course_utils.grading.core import judge
-from course_utils.grading.notebook import answers, code_cells
+from course_utils.grading.notebook import answers
 from course_utils.grading.probe import probe_question, run_question
 
 A2 = load_assignment("02_regularization")
 AUTO = [q for q in A2.questions if not q.manual]
 FULL = {q.id: q.points for q in AUTO}
+definitions = FILES.definitions
 
-
-def definitions(nb) -> dict:
-    """The names a notebook's answer cells define (plain Python cells, check() calls left out)."""
-    namespace = {"__name__": "__main__"}
-    for cell in code_cells(answers_only(nb)):
-        if "check(" not in cell["code"] and "%" not in cell["code"]:
-            exec(cell["code"], namespace)
-    return namespace
 
 
 def grade_in_process(namespace: dict, seed: int = grade.GRADE_SEED, fork: bool = True,

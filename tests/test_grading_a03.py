@@ -19,6 +19,7 @@ import torch
 from grading_fixtures import GRADER_TAMPERING, replace_cell, with_bug
 from grading_fixtures_a03 import (
     ASSIGNMENT,
+    FILES,
     HANGING_BLOCK,
     VARIANTS,
     answers_only,
@@ -30,21 +31,14 @@ from nbformat.v4 import new_code_cell
 from course_utils import grade
 from course_utils.grading import Checker, load_assignment, sandbox
 from course_utils.grading.core import judge
-from course_utils.grading.notebook import answers, code_cells
+from course_utils.grading.notebook import answers
 from course_utils.grading.probe import probe_question, run_question
 
 A3 = load_assignment("03_architectures")
 AUTO = [q for q in A3.questions if not q.manual]
 FULL = {q.id: q.points for q in AUTO}
+definitions = FILES.definitions
 
-
-def definitions(nb) -> dict:
-    """The names a notebook's answer cells define (check() calls and magics left out)."""
-    namespace = {"__name__": "__main__"}
-    for cell in code_cells(answers_only(nb)):
-        if "check(" not in cell["code"] and "%" not in cell["code"]:
-            exec(cell["code"], namespace)
-    return namespace
 
 
 @pytest.fixture(scope="module")
