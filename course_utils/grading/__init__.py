@@ -20,8 +20,9 @@ solution markers) plus ``course_utils/grading/aNN_name.py`` with a module-level
 - ``Case(label, run, reference, compare, weight=1.0)``. ``run(namespace)`` is the only
   code that touches student functions and runs only in a throw-away child: fetch them with
   ``student_function(ns, name)``, call them with ``call_student(fn, where, ...)``, check the
-  *kind* of what comes back (``real_number``, ``check_tensor`` or a StudentError that says
-  what was expected) and return plain values (tensors, numbers, strings, lists, dicts).
+  *kind* of what comes back (``real_number``, ``integer``, ``check_tensor`` or a
+  StudentError that says what was expected) and return plain values (tensors, numbers,
+  strings, lists, dicts).
   ``reference()`` computes the expected value **from a library**, never from a copy of the
   solution; it runs only where student code never runs. ``compare(got, expected)`` returns
   ``None`` or one specific message (``compare_trajectory``, ``compare_sequence``).

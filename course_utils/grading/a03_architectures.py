@@ -39,7 +39,6 @@ everywhere.)
 from __future__ import annotations
 
 import functools
-import numbers
 import reprlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -54,6 +53,7 @@ from .core import (
     Question,
     StudentError,
     call_student,
+    integer,
     student_function,
 )
 
@@ -75,23 +75,6 @@ def _choice(gen: torch.Generator, options: list) -> Any:
 
 def _fmt_args(**kwargs: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in kwargs.items())
-
-
-def integer(value: Any, where: str, name: str) -> int:
-    """``value`` as an int if it is an integer (not a bool, float, string or tensor)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    shown = reprlib.repr(value)
-    if isinstance(value, torch.Tensor):
-        extra = " (a tensor: return a Python int, e.g. with int(...))"
-    elif isinstance(value, float):
-        extra = " (a float: sizes and counts are whole numbers -- use // or math.floor)"
-    elif value is None:
-        extra = " (did you forget `return`?)"
-    else:
-        extra = ""
-    raise StudentError(f"{where}: `{name}` should return an int, got {type(value).__name__} "
-                       f"{shown}{extra}")
 
 
 def compare_ints(got: Any, expected: list[int], *, names: list[str],

@@ -205,6 +205,23 @@ def plain(value: Any) -> Any:
     raise StudentError(f"got a {type(value).__name__}, which the tests cannot use")
 
 
+def integer(value: Any, where: str, name: str) -> int:
+    """``value`` as an int if it is an integer (not a bool, float, string or tensor)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    shown = reprlib.repr(value)
+    if isinstance(value, torch.Tensor):
+        extra = " (a tensor: return a Python int, e.g. with int(...))"
+    elif isinstance(value, float):
+        extra = " (a float: sizes and counts are whole numbers -- use // or math.floor)"
+    elif value is None:
+        extra = " (did you forget `return`?)"
+    else:
+        extra = ""
+    raise StudentError(f"{where}: `{name}` should return an int, got {type(value).__name__} "
+                       f"{shown}{extra}")
+
+
 def real_number(value: Any, where: str, name: str) -> float:
     """``value`` as a float if it is a real number (not a bool, string or tensor), else why not."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
