@@ -223,15 +223,16 @@ def honest_forms() -> nbformat.NotebookNode:
     return nb
 
 
-SWALLOWED_HANG = """def nesterov(param, grad, state, lr, momentum):
-    \"\"\"Never returns, and swallows every exception a timer could raise.\"\"\"
-    while True:
-        try:
-            while True:
-                pass
-        except BaseException:
-            pass
-"""
+def swallowing_hang(header: str) -> str:
+    """The source of a function with ``header`` that never returns and swallows every
+    exception a timer could raise: the time limit must not depend on the student's code."""
+    return (f"{header}\n"
+            '    """Never returns, and swallows every exception a timer could raise."""\n'
+            "    while True:\n        try:\n            while True:\n                pass\n"
+            "        except BaseException:\n            pass\n")
+
+
+SWALLOWED_HANG = swallowing_hang("def nesterov(param, grad, state, lr, momentum):")
 
 
 def swallowed_hang() -> nbformat.NotebookNode:

@@ -8,7 +8,7 @@ Not released to students (``assign.RELEASE_EXCLUDE``): the edits quote the solut
 from __future__ import annotations
 
 import nbformat
-from grading_fixtures import AssignmentFiles, _v, replace_cell
+from grading_fixtures import AssignmentFiles, _v, replace_cell, swallowing_hang
 
 FILES = AssignmentFiles("02_regularization", 'check("q6")')
 SOLUTION, ASSIGNMENT = FILES.solution_path, FILES.assignment_path
@@ -188,16 +188,7 @@ def group_norm(x, num_groups, gamma, beta, eps):
     return torch.zeros_like(x)
 '''
 
-SWALLOWED_HANG = '''
-def dropout_backward(grad_out, cache):
-    """Never returns, and swallows every exception a timer could raise."""
-    while True:
-        try:
-            while True:
-                pass
-        except BaseException:
-            pass
-'''
+SWALLOWED_HANG = swallowing_hang("def dropout_backward(grad_out, cache):")
 
 
 def swallowed_hang() -> nbformat.NotebookNode:
