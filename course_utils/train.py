@@ -36,6 +36,7 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 
 OptimizerSpec = str | Optimizer | Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerSpec = Any  # an LRScheduler, or a callable optimizer -> LRScheduler
+BatchTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -83,13 +84,20 @@ def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_
     return x, y.to(device, non_blocking=True)
 
 
+def _hard_labels(targets: torch.Tensor) -> torch.Tensor:
+    """Class indices: ``targets`` itself, or the most probable class of 2-D soft targets."""
+    return targets.argmax(dim=1) if targets.ndim == 2 else targets
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
              amp: bool = True, loss_fn: Callable | None = None,
              channels_last: bool | None = None) -> Metrics:
     """Mean loss and accuracy of ``model`` over ``loader``, with one host sync at the end.
 
-    ``channels_last`` defaults to True on CUDA, matching ``fit``.
+    ``channels_last`` defaults to True on CUDA, matching ``fit``. Targets are class indices,
+    or (N, classes) probabilities: the loss then uses them as given and accuracy compares the
+    prediction with their most probable class.
     """
     device = get_device(device) if device is not None else next(model.parameters()).device
     channels_last = device.type == "cuda" if channels_last is None else channels_last
@@ -105,7 +113,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | No
         with _autocast(device, dtype):
             out = model(x)
         loss_sum += loss_fn(out.float(), y) * len(y)
-        correct += (out.argmax(dim=1) == y).sum()
+        correct += (out.argmax(dim=1) == _hard_labels(y)).sum()
         seen += len(y)
     model.train(was_training)
     if seen == 0:
@@ -144,6 +152,7 @@ def fit(
     scheduler_step: str = "epoch",
     loss_fn: Callable | None = None,
     label_smoothing: float = 0.0,
+    batch_transform: BatchTransform | None = None,
     amp: bool = True,
     channels_last: bool | None = None,
     compile: bool = False,
@@ -165,6 +174,13 @@ def fit(
       ``functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9)``.
     - ``scheduler``: a ``torch.optim.lr_scheduler`` instance or a factory taking the optimizer,
       stepped once per epoch or once per batch (``scheduler_step``).
+    - ``batch_transform``: a function ``(images, labels) -> (images, targets)`` applied to
+      each training batch on the device, e.g. ``torchvision.transforms.v2.MixUp`` or
+      ``CutMix`` (or ``RandomChoice`` of both). Targets may be class indices or (batch,
+      classes) probabilities; with probabilities the default loss is cross-entropy against
+      them (``nn.CrossEntropyLoss`` accepts both) and training accuracy compares predictions
+      with ``targets.argmax(1)`` on the mixed batch. Evaluation never sees the transform: test
+      metrics are on clean images with their hard labels.
     - ``amp``: autocast to bf16 (or fp16 with loss scaling) where the device supports it.
     - ``channels_last``: default on CUDA, where convolutions run faster in that layout.
     - ``compile``: opt in to ``torch.compile`` (slow first epoch, faster after).
@@ -215,6 +231,8 @@ def fit(
         "channels_last": channels_last,
         "compile": compile,
         "ema_decay": ema_decay,
+        "batch_transform": (None if batch_transform is None else
+                            getattr(batch_transform, "__name__", type(batch_transform).__name__)),
         "stopped": None,
     })
     if verbose:
@@ -238,6 +256,8 @@ def fit(
             seen = 0
             for step, (x, y) in enumerate(train_loader):
                 x, y = _to_device(x, y, device, channels_last)
+                if batch_transform is not None:
+                    x, y = batch_transform(x, y)  # training batches only, never evaluation
                 with _autocast(device, dtype):
                     out = step_model(x)
                     loss = criterion(out.float(), y)
@@ -253,7 +273,7 @@ def fit(
                 if sched is not None and scheduler_step == "batch":
                     sched.step()
                 loss_sum += loss.detach() * len(y)
-                correct += (out.detach().argmax(dim=1) == y).sum()
+                correct += (out.detach().argmax(dim=1) == _hard_labels(y)).sum()
                 seen += len(y)
                 if bar is not None:
                     bar.update(1)

@@ -152,3 +152,71 @@ def test_progress_bar_follows_course_progress(monkeypatch):
     assert bar is not None and bar.total == 10
     bar.close()
     assert _progress_bar(10, False, "run") is None
+
+
+def _one_batch(x, y):
+    """A (train, test) pair of one-batch loaders over the same tensors."""
+    return [(x, y)], [(x, y)]
+
+
+def test_soft_targets_one_sgd_step_matches_a_hand_computation():
+    torch.manual_seed(0)
+    x = torch.randn(6, 4)
+    soft = torch.softmax(torch.randn(6, 3), dim=1)  # (batch, classes) probabilities
+    model = nn.Linear(4, 3)
+    w0, b0 = model.weight.detach().clone(), model.bias.detach().clone()
+    # Cross-entropy against probabilities, -sum_k t_k log softmax(z)_k averaged over the batch,
+    # has gradient (softmax(z) - t) / B with respect to the logits z.
+    z = x @ w0.T + b0
+    loss = -(soft * torch.log_softmax(z, dim=1)).sum(1).mean()
+    grad_z = (torch.softmax(z, dim=1) - soft) / len(x)
+    lr = 0.3
+    history = fit(model, _one_batch(x, soft), 1, optimizer="sgd", lr=lr, amp=False,
+                  progress=False, verbose=False)
+    torch.testing.assert_close(model.weight.detach(), w0 - lr * grad_z.T @ x)
+    torch.testing.assert_close(model.bias.detach(), b0 - lr * grad_z.sum(0))
+    assert history.train_loss[0] == pytest.approx(loss.item(), rel=1e-6)
+    assert history.train_acc[0] == (z.argmax(1) == soft.argmax(1)).sum().item() / len(x)
+    # evaluate() takes soft targets the same way (after the step, on the updated model)
+    metrics = evaluate(model, [(x, soft)], amp=False)
+    z1 = model(x).detach()
+    assert metrics.loss == pytest.approx(-(soft * torch.log_softmax(z1, 1)).sum(1).mean().item(),
+                                         rel=1e-6)
+    assert metrics.accuracy == (z1.argmax(1) == soft.argmax(1)).sum().item() / len(x)
+
+
+def test_one_hot_batch_transform_trains_exactly_like_hard_labels(digits):
+    """Hard labels are unchanged; one-hot probabilities give the same loss and gradients."""
+    def one_hot(images, labels):
+        return images, nn.functional.one_hot(labels, digits.num_classes).float()
+
+    hard = fit(small_model(digits), digits, 2, progress=False, verbose=False)
+    soft = fit(small_model(digits), digits, 2, batch_transform=one_hot, progress=False,
+               verbose=False)
+    for name in History.METRICS:
+        if name not in ("epoch_time", "images_per_sec"):
+            assert getattr(soft, name) == pytest.approx(getattr(hard, name), rel=1e-5), name
+    assert soft.meta["batch_transform"] == "one_hot" and hard.meta["batch_transform"] is None
+
+
+def test_mixup_runs_through_fit_on_training_batches_only(digits):
+    from torchvision.transforms import v2
+
+    mixup = v2.MixUp(num_classes=digits.num_classes)
+    seen = []
+
+    def counted(images, labels):
+        seen.append(labels.ndim)
+        out_images, targets = mixup(images, labels)
+        assert targets.shape == (len(labels), digits.num_classes)
+        return out_images, targets
+
+    model = small_model(digits)
+    history = fit(model, digits, 2, optimizer="adam", lr=2e-3, batch_transform=counted,
+                  progress=False, verbose=False)
+    assert seen == [1] * (2 * len(digits.train))  # once per training step, hard labels in
+    # test metrics are evaluate()'s on clean images with hard labels, never mixed ones
+    clean = evaluate(model, digits.test)
+    assert history.test_acc[-1] == clean.accuracy
+    assert history.test_loss[-1] == pytest.approx(clean.loss, rel=1e-6)
+    assert history.test_acc[-1] > 0.3 and history.meta["batch_transform"] == "counted"
