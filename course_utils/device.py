@@ -35,7 +35,7 @@ def get_device(name: str | torch.device | None = None) -> torch.device:
     requested = (name or os.environ.get("COURSE_DEVICE", "auto")).strip().lower()
     if requested in ("", "auto"):
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return _this_process_cuda()
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -61,7 +61,15 @@ def get_device(name: str | torch.device | None = None) -> torch.device:
             "Device 'mps' was requested but Apple MPS is not available here. Use 'cpu', or "
             "unset COURSE_DEVICE to pick automatically."
         )
-    return torch.device(requested)
+    return _this_process_cuda() if requested == "cuda" else torch.device(requested)
+
+
+def _this_process_cuda() -> torch.device:
+    """'cuda', or under torchrun (several processes) the GPU numbered by ``LOCAL_RANK``, so
+    that each process loads its data onto its own GPU (``course_utils.distributed``)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device("cuda")
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
