@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -201,6 +202,7 @@ def kmeans_share(weight: torch.Tensor, clusters: int, seed: int = 0
     Lloyd's algorithm on the values.
     """
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
 
     w = weight.detach().cpu().double().flatten()
     alive = w != 0
@@ -209,7 +211,9 @@ def kmeans_share(weight: torch.Tensor, clusters: int, seed: int = 0
         raise ValueError("weight has no non-zero entries to cluster.")
     clusters = min(clusters, len(np.unique(values)))
     init = np.linspace(values.min(), values.max(), clusters).reshape(-1, 1)
-    km = KMeans(n_clusters=clusters, init=init, n_init=1, random_state=seed).fit(values)
+    with warnings.catch_warnings():  # fewer distinct values than clusters: not an error here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(n_clusters=clusters, init=init, n_init=1, random_state=seed).fit(values)
     order = np.argsort(km.cluster_centers_.ravel())
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
