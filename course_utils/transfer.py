@@ -248,7 +248,9 @@ def extract_features(model: nn.Module, loader: Iterable, stage: str | None = Non
     a stage name: that stage's output, averaged over H and W (global average pooling), so
     every stage gives one vector of its channels per image. The model runs in eval mode
     (batch norm with its running statistics) and without gradients; its mode is restored.
+    A :class:`Repeated` training loader gives each of its images once.
     """
+    loader = distinct(loader)
     groups = stages(model)
     captured: list[torch.Tensor] = []
     if stage is None or stage == HEAD:
@@ -404,25 +406,58 @@ def class_subset(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[i
     return images[keep_t], remap[labels[keep_t]]
 
 
+def jitter(images: torch.Tensor, seed: int, *, scale: tuple[float, float] = (0.55, 0.95),
+           max_shift: float = 0.25, max_degrees: float = 25.0) -> torch.Tensor:
+    """Each uint8 image placed at its own random scale, angle and position (a fixed random
+    affine map per image, drawn from ``seed``; the border is filled with black). The
+    chapter's "similar" domain: the course's images, no longer centred and upright, so that
+    few labels are not enough to learn where and how big a class can appear."""
+    n = len(images)
+    g = torch.Generator().manual_seed(seed)
+    s = scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=g)
+    a = (2 * torch.rand(n, generator=g) - 1) * math.radians(max_degrees)
+    t = (2 * torch.rand(n, 2, generator=g) - 1) * max_shift
+    # affine_grid maps output to input coordinates: the inverse of "shrink, rotate, move"
+    cos, sin = torch.cos(a) / s, torch.sin(a) / s
+    theta = torch.stack([torch.stack([cos, -sin, -(cos * t[:, 0] - sin * t[:, 1])], 1),
+                         torch.stack([sin, cos, -(sin * t[:, 0] + cos * t[:, 1])], 1)], 1)
+    x = images.float().cpu()
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8).to(images.device)
+
+
 class Repeated:
-    """A training loader that makes one epoch ``times`` passes over a small training set,
-    so a run on 25 images is not mostly evaluation. ``num_samples`` stays the number of
-    distinct images."""
+    """A training loader that makes one epoch several passes over a small training set
+    (the images tiled ``times`` times, shuffled together, in full batches), so that a run on
+    25 images is not mostly evaluation and per-step overhead. ``num_samples`` stays the
+    number of distinct images; ``distinct`` is a loader over them, once each (for features)."""
 
     def __init__(self, loader: DeviceLoader, times: int) -> None:
-        self.loader, self.times = loader, max(1, times)
+        self.distinct, self.times = loader, max(1, times)
+        self.loader = DeviceLoader(loader.images.repeat(self.times, 1, 1, 1),
+                                   loader.labels.repeat(self.times), loader.batch_size,
+                                   loader.mean, loader.std, shuffle=True,
+                                   augment=loader.augment, resize=loader.resize,
+                                   channels_last=loader.channels_last)
 
-    num_samples = property(lambda self: self.loader.num_samples)
+    num_samples = property(lambda self: self.distinct.num_samples)
     batch_size = property(lambda self: self.loader.batch_size)
     image_shape = property(lambda self: self.loader.image_shape)
     device = property(lambda self: self.loader.device)
+    mean = property(lambda self: self.loader.mean)
+    std = property(lambda self: self.loader.std)
 
     def __len__(self) -> int:
-        return self.times * len(self.loader)
+        return len(self.loader)
 
     def __iter__(self):
-        for _ in range(self.times):
-            yield from self.loader
+        return iter(self.loader)
+
+
+def distinct(loader: Any) -> Any:
+    """The loader over each training image once (unwraps :class:`Repeated`)."""
+    return getattr(loader, "distinct", loader)
 
 
 def make_task(name: str, classes: Sequence[str], train: tuple[torch.Tensor, torch.Tensor],
@@ -452,11 +487,15 @@ def make_task(name: str, classes: Sequence[str], train: tuple[torch.Tensor, torc
 @dataclass(frozen=True)
 class SourceSpec:
     """What the course's own source model is: a CIFAR-style ResNet of ``depth`` and
-    ``width`` trained on ``classes`` of ``dataset`` (``epochs`` at full size, scaled by the
-    profile but never fewer than ``min_epochs``), with SGD + momentum, seeded."""
+    ``width`` trained on ``classes`` of ``dataset``, each training image seen as ``views``
+    randomly placed copies (:func:`jitter`; a big source task from a small dataset),
+    for ``epochs`` at full size (scaled by the profile, never fewer than ``min_epochs``),
+    with SGD + momentum, seeded."""
 
     dataset: str = "fashion_mnist"
     classes: tuple[int, ...] = (0, 1, 2, 3, 4)
+    views: int = 8  # randomly placed copies of each source image (see :func:`jitter`)
+    smoke_views: int = 2  # fewer in the smoke profile, to pretrain in seconds
     depth: int = 8
     width: int = 16
     epochs: int = 30
@@ -509,10 +548,16 @@ def _source_data(spec: SourceSpec, profile: Profile, device: torch.device):
     return data, (data.train.images, data.train.labels), (data.test.images, data.test.labels)
 
 
+def source_views(spec: SourceSpec, profile: Profile) -> int:
+    """How many randomly placed copies of each source image the profile trains on."""
+    return spec.smoke_views if profile.name == "smoke" else spec.views
+
+
 def source_key(spec: SourceSpec, profile: Profile, dataset_name: str, n_train: int) -> dict:
     """Everything that shapes the source model's weights; its hash names the checkpoint."""
     return {"format": CHECKPOINT_FORMAT, "spec": asdict(spec), "profile": profile.name,
             "epochs": max(spec.min_epochs, profile.epochs(spec.epochs)),
+            "views": source_views(spec, profile),
             "dataset": dataset_name, "n_train": n_train}
 
 
@@ -561,8 +606,11 @@ def pretrained_source(spec: SourceSpec | None = None, *, profile: Profile | str 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     device = get_device(device)
     data, (train_x, train_y), (test_x, test_y) = _source_data(spec, profile, device)
-    src_train = class_subset(train_x, train_y, spec.classes)
-    src_test = class_subset(test_x, test_y, spec.classes)
+    x, y = class_subset(train_x, train_y, spec.classes)
+    views = source_views(spec, profile)
+    src_train = (torch.cat([jitter(x, seed=100 + v) for v in range(views)]), y.repeat(views))
+    x, y = class_subset(test_x, test_y, spec.classes)
+    src_test = (jitter(x, seed=99), y)
     key = source_key(spec, profile, data.name, len(src_train[1]))
     path = data_dir() / "transfer" / f"source-{_key_hash(key)}.pt"
     classes = tuple(data.classes[c] for c in spec.classes)
@@ -589,8 +637,9 @@ def pretrained_source(spec: SourceSpec | None = None, *, profile: Profile | str 
     meta = payload["meta"]
     description = (f"{STANDIN_NOTE}: a CIFAR-style ResNet-{spec.depth} (width {spec.width}) "
                    f"trained for {key['epochs']} epochs on classes {_ranges(spec.classes)} of "
-                   f"{data.name} ({meta['n_train']:,} images; source test accuracy "
-                   f"{meta['source_accuracy']:.1%})")
+                   f"{data.name}, randomly placed ({meta['n_train']:,} images: "
+                   f"{key['views']} views of {meta['n_train'] // key['views']:,}; source test "
+                   f"accuracy {meta['source_accuracy']:.1%})")
     if verbose:
         how = "loaded from the cache" if from_cache else f"pretrained in {meta['seconds']:.1f} s"
         print(f"Source model ({how}): {description}")
@@ -606,7 +655,7 @@ def _ranges(classes: Sequence[int]) -> str:
 
 
 def _pretrain(model, spec, key, data, src_train, src_test, mean, std, profile, device) -> dict:
-    task = make_task(f"{data.name}, classes {_ranges(spec.classes)}",
+    task = make_task(f"{data.name}, classes {_ranges(spec.classes)}, randomly placed",
                      [data.classes[c] for c in spec.classes], src_train, src_test, mean, std,
                      batch_size=spec.batch_size, min_epoch_images=0, standin=data.standin,
                      device=device)
@@ -639,8 +688,9 @@ def target_task(source: SourceModel, kind: str = "similar", per_class: int | Non
     """A target task for ``source``, normalized with the source's statistics.
 
     ``"similar"``: the classes of the source's dataset that the source never saw (5-9 for
-    the default source). ``"different"``: the five :data:`TEXTURES`, as many images per class
-    as the similar task has, generated procedurally. ``per_class`` labelled training images
+    the default source), randomly placed like the source's images (:func:`jitter`).
+    ``"different"``: the five :data:`TEXTURES`, as many images per class as the similar task
+    has, generated procedurally. ``per_class`` labelled training images
     per class (a random choice by ``seed``; None: all); the test split is always complete.
     """
     if kind not in KINDS:
@@ -653,7 +703,9 @@ def target_task(source: SourceModel, kind: str = "similar", per_class: int | Non
     pool_train = class_subset(train_x, train_y, target)
     pool_test = class_subset(test_x, test_y, target)
     if kind == "similar":
-        name = f"{data.name}, classes {_ranges(target)}"
+        pool_train = (jitter(pool_train[0], seed=200), pool_train[1])
+        pool_test = (jitter(pool_test[0], seed=201), pool_test[1])
+        name = f"{data.name}, classes {_ranges(target)}, randomly placed"
         classes, standin = tuple(data.classes[c] for c in target), data.standin
     else:
         n_train = int(torch.bincount(pool_train[1]).min())

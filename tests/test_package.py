@@ -18,6 +18,7 @@ LAYERS = {
     "history": 1, "data": 1, "models": 1, "optim": 1, "surfaces": 1,
     "callbacks": 2, "train": 2, "distributed": 2, "transfer": 2,
     "plots": 3, "widgets": 3, "measure": 3, "summary": 3, "explorer": 3, "compress": 3,
+    "transfer_plots": 3,
     "grading": 3,
     "assign": 4,
     "grade": 4,

@@ -186,7 +186,9 @@ def test_target_tasks_use_the_source_normalization():
     source = T.pretrained_source(TINY, verbose=False)
     similar = T.target_task(source, "similar", per_class=2)
     assert similar.train.num_samples == 10 and similar.num_classes == 5
-    assert torch.equal(similar.train.loader.mean.flatten().cpu(), source.mean)
+    feats, labels = T.extract_features(source.model, similar.train)
+    assert len(labels) == 10 and len(similar.train) == 9  # 10 images tiled 26 times: 9 batches
+    assert torch.equal(similar.train.mean.flatten().cpu(), source.mean)
     different = T.target_task(source, "different")
     assert different.classes == T.TEXTURES and not different.standin
     with pytest.raises(ValueError, match="valid kinds are similar, different"):
