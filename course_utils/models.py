@@ -1129,3 +1129,39 @@ def dropout_cnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 2
 
 
 MODELS["dropout_cnn"] = dropout_cnn
+
+
+class DropPathBlock(nn.Module):
+    """A residual block ``relu(x + drop(f(x)))`` with ``f`` = conv-BN-ReLU-conv-BN (3x3, same
+    channels) and ``drop`` torchvision's ``StochasticDepth(p, mode="row")``: in training each
+    sample's branch is zeroed with probability ``p`` and kept ones scaled by ``1/(1-p)``; in
+    evaluation the whole block runs (Chapter 2, stochastic depth)."""
+
+    def __init__(self, channels: int, p: float = 0.0) -> None:
+        super().__init__()
+        from torchvision.ops import StochasticDepth
+
+        self.f = nn.Sequential(conv3x3(channels, channels), nn.BatchNorm2d(channels), nn.ReLU(),
+                               conv3x3(channels, channels), nn.BatchNorm2d(channels))
+        self.drop = StochasticDepth(p, mode="row")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.drop(self.f(x)))
+
+
+def residual_cnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
+                 n_blocks: int = 6, width: int = 16, p_last: float = 0.0) -> nn.Sequential:
+    """Chapter 2's small residual network, with stochastic depth when ``p_last > 0``.
+
+    A stem (3x3 conv, batch norm, ReLU, 4x4 max pooling), ``n_blocks`` :class:`DropPathBlock`
+    of ``width`` channels whose drop probability rises linearly, ``p_last * l / n_blocks`` for
+    block ``l = 1..n_blocks`` (Huang et al.'s rule), global average pooling and a linear layer.
+    """
+    check_image_size("residual_cnn", image_size, 4)
+    return nn.Sequential(
+        conv3x3(in_channels, width), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(4),
+        *(DropPathBlock(width, p_last * (i + 1) / n_blocks) for i in range(n_blocks)),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+
+
+MODELS["residual_cnn"] = residual_cnn

@@ -205,3 +205,28 @@ def test_cifar_resnet_without_batch_norm():
                     for p in m.parameters())
     assert count_parameters(with_bn) - count_parameters(without) == bn_params
     assert without(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_residual_cnn_stochastic_depth_rule_and_whole_network_at_test():
+    from torchvision.ops import StochasticDepth
+
+    from course_utils.models import DropPathBlock, residual_cnn
+
+    torch.manual_seed(0)
+    model = residual_cnn(p_last=0.5, n_blocks=4)
+    drops = [m.p for m in model.modules() if isinstance(m, StochasticDepth)]
+    assert drops == pytest.approx([0.125, 0.25, 0.375, 0.5])  # linear in the block index
+    plain = residual_cnn(p_last=0.0, n_blocks=4)
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), plain.eval()(x))  # test: every block
+        block = next(m for m in model.modules() if isinstance(m, DropPathBlock))
+        h = torch.randn(8, 16, 7, 7)
+        torch.testing.assert_close(block(h), torch.relu(h + block.f(h)))
+        block.train()
+        block.f.eval()
+        skipped = torch.stack([(block(h) == torch.relu(h)).flatten(1).all(1) for _ in range(20)])
+    assert 0 < skipped.float().mean() < 1  # training: some samples skip the branch, not all
+    with pytest.raises(ValueError, match="at least 4x4"):
+        residual_cnn(image_size=3)
