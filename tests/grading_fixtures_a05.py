@@ -1,0 +1,123 @@
+"""Assignment 5's wrong answers: solutions/05_efficiency.ipynb with one classic bug typed in.
+
+The variants use ``grading_fixtures``' machinery (``Variant``, ``with_bug``), so they follow
+the solution when it changes; a substitution that no longer matches fails loudly.
+"""
+
+from __future__ import annotations
+
+from grading_fixtures import AssignmentFiles, Variant, _v, swallowing_hang
+
+FILES = AssignmentFiles("05_efficiency", 'check("q6")')
+SOLUTION, ASSIGNMENT = FILES.solution_path, FILES.assignment_path
+solution, student, answers_only = FILES.solution, FILES.student, FILES.answers_only
+
+VARIANTS: list[Variant] = [
+    # q1: magnitude pruning
+    _v("pruning the largest weights", "magnitude_prune_mask", "q1",
+       ("torch.argsort(weight.abs().flatten(), stable=True)",
+        "torch.argsort(weight.abs().flatten(), stable=True, descending=True)")),
+    _v("sparsity off by one element (int truncates)", "magnitude_prune_mask", "q1",
+       ("n_prune = round(sparsity * weight.numel())",
+        "n_prune = int(sparsity * weight.numel())")),
+    _v("sparsity off by one element (ceil)", "magnitude_prune_mask", "q1",
+       ("n_prune = round(sparsity * weight.numel())",
+        "n_prune = -int(-sparsity * weight.numel() // 1)")),
+    _v("pruning by signed value, not magnitude", "magnitude_prune_mask", "q1",
+       ("torch.argsort(weight.abs().flatten(), stable=True)",
+        "torch.argsort(weight.flatten(), stable=True)")),
+    _v("a threshold that prunes every weight tied with the last one", "magnitude_prune_mask",
+       "q1", ("mask[order[:n_prune]] = 0",
+              "flat = weight.abs().flatten()\n"
+              "    if n_prune:\n"
+              "        mask[flat <= flat[order[n_prune - 1]]] = 0")),
+    _v("ties broken by the last index (unstable order)", "magnitude_prune_mask", "q1",
+       ("order = torch.argsort(weight.abs().flatten(), stable=True)",
+        "order = weight.numel() - 1 - torch.argsort(weight.abs().flatten().flip(0), "
+        "stable=True)")),
+    # q2: affine int8 quantization
+    _v("zero point with the wrong sign", "quantize", "q2",
+       ("torch.round(x / scale) + zero_point", "torch.round(x / scale) - zero_point")),
+    _v("rounding before scaling", "quantize", "q2",
+       ("torch.round(x / scale)", "torch.round(x) / scale")),
+    _v("no clamping (int8 wraps around)", "quantize", "q2",
+       ("q.clamp(-128, 127).to(torch.int8)", "q.to(torch.int8)")),
+    _v("truncation instead of rounding", "quantize", "q2",
+       ("torch.round(x / scale)", "torch.trunc(x / scale)")),
+    _v("dequantize forgets the zero point", "dequantize", "q2",
+       ("(q.float() - zero_point) * scale", "q.float() * scale")),
+    _v("range not widened to include zero", "qparams", "q2",
+       ("lo, hi = min(x_min, 0.0), max(x_max, 0.0)", "lo, hi = x_min, x_max")),
+    _v("qparams zero point with the wrong sign", "qparams", "q2",
+       ("zero_point = -128 - round(lo / scale)", "zero_point = -128 + round(lo / scale)")),
+    _v("scale over 256 levels instead of 255 steps", "qparams", "q2",
+       ("(hi - lo) / (127 - -128)", "(hi - lo) / 256")),
+    _v("no floor on the scale (division by zero on an all-zero layer)", "qparams", "q2",
+       ("max((hi - lo) / (127 - -128), torch.finfo(torch.float32).eps)",
+        "(hi - lo) / (127 - -128)")),
+    # q3: k-means weight sharing
+    _v("k-means on the pruned zeros", "share_weights", "q3",
+       ("keep = weight != 0", "keep = torch.ones_like(weight, dtype=torch.bool)")),
+    _v("centroids never updated", "share_weights", "q3",
+       ("                c[j] = members.mean()", "                pass")),
+    _v("one k-means iteration too few", "share_weights", "q3",
+       ("for _ in range(n_iter):", "for _ in range(n_iter - 1):")),
+    _v("labels not reassigned after the last update", "share_weights", "q3",
+       ("                c[j] = members.mean()\n    labels = nearest(c)",
+        "                c[j] = members.mean()")),
+    _v("nearest centroid by signed difference", "share_weights", "q3",
+       ("(values[:, None] - c[None, :]).abs().argmin(dim=1)",
+        "(values[:, None] - c[None, :]).argmin(dim=1)")),
+    # q4: Huffman coding
+    _v("Huffman built on the wrong frequencies (every symbol once)", "huffman_bits", "q4",
+       ("counts = counts.tolist()", "counts = [1] * len(values)")),
+    _v("Huffman built on the wrong frequencies (absent symbols counted)", "huffman_bits", "q4",
+       ("values, counts = torch.unique(symbols, return_counts=True)",
+        "values = torch.arange(int(symbols.min()), int(symbols.max()) + 1)\n"
+        "    counts = torch.bincount(symbols - symbols.min(), minlength=len(values))")),
+    _v("a single symbol costs no bits", "huffman_bits", "q4",
+       ("return counts[0]  # one symbol: one bit each", "return 0")),
+    _v("merging the two most frequent groups", "huffman_bits", "q4",
+       ("heap = [(c, i, [i])", "heap = [(-c, i, [i])")),
+    _v("code lengths not weighted by the counts", "huffman_bits", "q4",
+       ("sum(n * length for n, length in zip(counts, lengths, strict=True))",
+        "sum(lengths)")),
+    # q5: Winograd
+    _v("Winograd input transform transposed (1-D)", "winograd_1d", "q5",
+       ("(tiles @ BT.T)", "(tiles @ BT)")),
+    _v("Winograd input transform transposed (2-D)", "winograd_2d", "q5",
+       ("V = BT @ tiles @ BT.T", "V = BT.T @ tiles @ BT")),
+    _v("Winograd with a flipped filter (convolution, not cross-correlation)", "winograd_1d",
+       "q5", ("(G @ g)", "(G @ g.flip(0))")),
+    _v("Winograd tiles that do not overlap", "winograd_1d", "q5",
+       ("x.unfold(0, 4, 2)", "x.unfold(0, 4, 4)")),
+    _v("Winograd input transform on one side only", "winograd_2d", "q5",
+       ("V = BT @ tiles @ BT.T", "V = BT @ tiles")),
+    _v("Winograd output tiles put back in the wrong order", "winograd_2d", "q5",
+       ("Y.permute(0, 1, 3, 2, 4)", "Y")),
+    _v("Winograd through F.conv2d", "winograd_2d", "q5",
+       ("    U = G @ w @ G.T", "    return F.conv2d(x[None], w)[0]\n    U = G @ w @ G.T")),
+    # q6: distillation
+    _v("distillation without tau^2", "distillation_loss", "q6",
+       ("alpha * temperature**2 * kl", "alpha * kl")),
+    _v("softmax instead of log-softmax on the student", "distillation_loss", "q6",
+       ("log_p_s = F.log_softmax(", "log_p_s = F.softmax(")),
+    _v("teacher without the temperature", "distillation_loss", "q6",
+       ("F.log_softmax(teacher_logits / temperature, dim=1)",
+        "F.log_softmax(teacher_logits, dim=1)")),
+    _v("hard-label term at temperature tau", "distillation_loss", "q6",
+       ("F.cross_entropy(student_logits, labels)",
+        "F.cross_entropy(student_logits / temperature, labels)")),
+    _v("KL averaged over the classes too", "distillation_loss", "q6",
+       (".sum(dim=1).mean()", ".mean()")),
+    _v("alpha on the wrong term", "distillation_loss", "q6",
+       ("alpha * temperature**2 * kl + (1 - alpha) * hard",
+        "(1 - alpha) * temperature**2 * kl + alpha * hard")),
+    _v("KL divergence the wrong way round", "distillation_loss", "q6",
+       ("(log_p_t.exp() * (log_p_t - log_p_s))", "(log_p_s.exp() * (log_p_s - log_p_t))")),
+    _v("loss detached from the student's logits", "distillation_loss", "q6",
+       ("return alpha * temperature**2 * kl + (1 - alpha) * hard",
+        "return torch.tensor((alpha * temperature**2 * kl + (1 - alpha) * hard).item())")),
+]
+
+HANGING_HUFFMAN = swallowing_hang("def huffman_bits(symbols):")
