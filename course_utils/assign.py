@@ -124,7 +124,9 @@ RELEASE_EXCLUDE = (
     "solutions/", "tests/grading_fixtures.py", "tests/test_grading.py",
     "tests/test_grading_notebooks.py", "tests/test_grading_a02.py",
     "tests/grading_fixtures_a02.py", "tests/test_grading_a03.py",
-    "tests/grading_fixtures_a03.py", "chapters/assignments/instructors.md",
+    "tests/grading_fixtures_a03.py", "tests/test_grading_a04.py",
+    "tests/grading_fixtures_a04.py", "tests/test_grading_a05.py",
+    "tests/grading_fixtures_a05.py", "chapters/assignments/instructors.md",
 )
 INSTRUCTOR_PAGE = "chapters/assignments/instructors"
 

@@ -1,0 +1,91 @@
+"""Assignment 4's wrong answers: solutions/04_transfer_learning.ipynb with one classic bug typed in.
+
+The variants use ``grading_fixtures``' machinery (``Variant``, ``with_bug``), so they follow
+the solution when it changes; a substitution that no longer matches fails loudly.
+"""
+
+from __future__ import annotations
+
+from grading_fixtures import AssignmentFiles, Variant, _v, swallowing_hang
+
+FILES = AssignmentFiles("04_transfer_learning", 'check("q5")')
+SOLUTION, ASSIGNMENT = FILES.solution_path, FILES.assignment_path
+solution, student, answers_only = FILES.solution, FILES.student, FILES.answers_only
+
+VARIANTS: list[Variant] = [
+    # q1: freeze all but the head
+    _v("BN left in train mode while frozen", "freeze_all_but_head", "q1",
+       ("    model.eval()  # the frozen batch norms use and keep the source's statistics\n", "")),
+    _v("optimizer built before freezing (still holds frozen parameters)",
+       "freeze_all_but_head", "q1",
+       ("    head = model.get_submodule(head_name)\n",
+        "    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)\n"
+        "    head = model.get_submodule(head_name)\n"),
+       ("return torch.optim.SGD(still_trainable, lr=lr, momentum=0.9)", "return opt")),
+    _v("requires_grad set on the head module, not on its parameters", "freeze_all_but_head",
+       "q1", ("head.requires_grad_(True)", "head.requires_grad = True")),
+    _v("only the convolutions frozen (batch-norm and linear layers still train)",
+       "freeze_all_but_head", "q1",
+       ("    model.requires_grad_(False)  # every parameter, the head's included ...\n",
+        "    for m in model.modules():\n"
+        "        if isinstance(m, nn.Conv2d):\n"
+        "            m.requires_grad_(False)\n")),
+    _v("learning rate not passed to the optimizer", "freeze_all_but_head", "q1",
+       ("SGD(still_trainable, lr=lr, momentum=0.9)", "SGD(still_trainable, lr=0.1, momentum=0.9)")),
+    # q2: replace the head
+    _v("head not replaced (only out_features changed)", "replace_head", "q2",
+       ("    setattr(parent, attribute, nn.Linear(old_head.in_features, num_classes))\n",
+        "    old_head.out_features = num_classes\n")),
+    _v("new head sized by the old head's outputs", "replace_head", "q2",
+       ("nn.Linear(old_head.in_features, num_classes)",
+        "nn.Linear(old_head.out_features, num_classes)")),
+    _v("nested head set as an attribute of the model (not of its parent)", "replace_head", "q2",
+       ("setattr(parent, attribute,", "setattr(model, head_name,")),
+    _v("softmax added to the new head", "replace_head", "q2",
+       ("nn.Linear(old_head.in_features, num_classes))",
+        "nn.Sequential(nn.Linear(old_head.in_features, num_classes), nn.Softmax(dim=1)))")),
+    _v("model not returned", "replace_head", "q2", ("    return model\n", "")),
+    # q3: discriminative learning rates
+    _v("learning rates swapped between the groups (largest on the stem)", "param_groups", "q3",
+       ("enumerate(reversed(stages))", "enumerate(stages)")),
+    _v("frozen parameters kept in the groups", "param_groups", "q3",
+       ("for p in model.get_submodule(name).parameters()\n                     if p.requires_grad]",
+        "for p in model.get_submodule(name).parameters()]")),
+    _v("the head's group takes model.parameters() (parameters in two groups)", "param_groups",
+       "q3", ("model.get_submodule(name).parameters()",
+              "(model.get_submodule(name) if k else model).parameters()")),
+    _v("decay applied once, not once per stage", "param_groups", "q3",
+       ("base_lr * decay**k", "base_lr * decay ** min(k, 1)")),
+    _v("the head's rate decayed too (off by one stage)", "param_groups", "q3",
+       ("base_lr * decay**k", "base_lr * decay ** (k + 1)")),
+    # q4: feature extraction
+    _v("BN in train mode during feature extraction (no model.eval())", "extract_features", "q4",
+       ("    model.eval()\n", "")),
+    _v("features taken after the head (the logits)", "extract_features", "q4",
+       ("        model(x)\n    hook.remove()\n    return captured[0]",
+        "        logits = model(x)\n    hook.remove()\n    return logits")),
+    _v("source normalization not applied", "extract_features", "q4",
+       ("x = (images - mean) / std", "x = images")),
+    _v("normalized with the batch's own statistics, not the source's", "extract_features", "q4",
+       ("x = (images - mean) / std", "x = (images - images.mean()) / images.std()")),
+    _v("autograd left on during extraction", "extract_features", "q4",
+       ("    with torch.no_grad():\n        model(x)", "    model(x)")),
+    # q5: linear probe
+    _v("probe without the L2 penalty", "fit_linear_probe", "q5",
+       ("\n                + weight_decay / 2 * probe.weight.square().sum())", ")")),
+    _v("probe loss summed over the examples, not averaged", "fit_linear_probe", "q5",
+       ("F.cross_entropy(probe(features), labels)",
+        "F.cross_entropy(probe(features), labels, reduction='sum')")),
+    _v("probe stopped after 3 iterations", "fit_linear_probe", "q5",
+       ("max_iter=500", "max_iter=3")),
+    _v("probe without a bias", "fit_linear_probe", "q5",
+       ("nn.Linear(features.shape[1], num_classes)",
+        "nn.Linear(features.shape[1], num_classes, bias=False)")),
+    _v("probe fitted with scikit-learn", "fit_linear_probe", "q5",
+       ("def fit_linear_probe(", "import sklearn.linear_model\n\n\ndef fit_linear_probe("),
+       ("    lbfgs.step(closure)\n",
+        "    lbfgs.step(closure)\n"
+        "    sklearn.linear_model.LogisticRegression(C=1 / weight_decay)  # to compare\n")),
+]
+
+HANGING_FREEZE = swallowing_hang("def freeze_all_but_head(model, head_name, lr):")
