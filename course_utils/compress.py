@@ -423,14 +423,26 @@ def latency(fn: Callable, *args: Any, min_run_time: float = 0.2) -> float:
 
 
 def require_torchao():
-    """The ``torchao.quantization.pt2e`` module, or an ImportError that says what to do."""
+    """The ``torchao.quantization.pt2e`` module, or an ImportError that says what to do.
+
+    Also imports the pieces the chapter uses (``quantize_pt2e``, the x86 quantizer), with the
+    one-line notice that torchao's import prints through torch's logger silenced.
+    """
+    import logging
+
+    quiet = logging.getLogger("torch.utils._pytree")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "Enum subclass ... register_constant()": not ours to fix
     try:
         import torchao.quantization.pt2e as pt2e
         import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401 - prepare/convert
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
     except ImportError as error:
         raise ImportError("Post-training quantization on this page uses torchao's PT2E flow: "
                           "`pip install torchao` (or `pip install -e .` in the course "
                           "repository, which lists it).") from error
+    finally:
+        quiet.setLevel(level)
     return pt2e
 
 
