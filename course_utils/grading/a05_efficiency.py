@@ -119,7 +119,7 @@ def compare_tensor(got: Any, expected: torch.Tensor, *, what: str = "the result"
     diff = (g - e).abs().nan_to_num(float("inf"))
     where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
     wrong = int((~torch.isclose(g, e, rtol=rtol, atol=atol)).sum())
-    return _with_hint(f"{what} differs from the reference in {wrong} of {e.numel()} entries: "
+    return _with_hint(f"{what}: {wrong} of {e.numel()} entries differ from the reference; "
                       f"expected {name}{_index(where)} = {float(e[where]):.6g}, got "
                       f"{float(g[where]):.6g}", hint)
 
@@ -180,7 +180,7 @@ def _call(fn: Any, where: str, builtins: tuple[str, ...], forbidden: tuple[str, 
 
 COURSE = ("course_utils.compress",)
 PRUNE_FORBIDDEN = ("torch.nn.utils.prune", *COURSE)
-PRUNE_HINT = ("prune the round(s * m) entries of smallest |w| (Python's round), the first in "
+PRUNE_HINT = ("prune the round(s * n) entries of smallest |w| (Python's round), the first in "
               "flatten() order among equal magnitudes (a stable sort)")
 
 
@@ -206,11 +206,11 @@ def compare_mask(got: Any, expected: torch.Tensor, *, weight: torch.Tensor,
         return f"the mask should be a tensor, got {type(got).__name__}"
     if got.shape != expected.shape:
         return f"the mask has shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-    m = weight.numel()
+    n = weight.numel()
     pruned, want = int((got == 0).sum()), int((expected == 0).sum())
     if pruned != want:
-        return _with_hint(f"your mask prunes {pruned} of the {m} weights, expected "
-                          f"round({sparsity:g} * {m}) = {want}", PRUNE_HINT)
+        return _with_hint(f"your mask prunes {pruned} of the {n} weights, expected "
+                          f"round({sparsity:g} * {n}) = {want}", PRUNE_HINT)
     differ = (got != expected).nonzero()
     if len(differ) == 0:
         return None
@@ -244,21 +244,21 @@ def _prune_case(label: str, weight: torch.Tensor, sparsity: float) -> Case:
                 functools.partial(compare_mask, weight=weight, sparsity=sparsity))
 
 
-def _sparsity_for(gen: torch.Generator, m: int, frac_low: float, frac_high: float) -> float:
-    """A sparsity s in (0.2, 0.95) whose s * m has a fractional part in the given range."""
-    whole = _randint(gen, math.ceil(0.2 * m), int(0.95 * m) - 1)
-    return round((whole + _uniform(gen, frac_low, frac_high)) / m, 6)
+def _sparsity_for(gen: torch.Generator, n: int, frac_low: float, frac_high: float) -> float:
+    """A sparsity s in (0.2, 0.95) whose s * n has a fractional part in the given range."""
+    whole = _randint(gen, math.ceil(0.2 * n), int(0.95 * n) - 1)
+    return round((whole + _uniform(gen, frac_low, frac_high)) / n, 6)
 
 
 def _prune_cases(seed: int) -> list[Case]:
     gen = _generator(seed, 1)
     cases = []
-    # a linear layer: s * m rounds up (int() or floor is one weight short)
+    # a linear layer: s * n rounds up (int() or floor is one weight short)
     rows, cols = _randint(gen, 20, 80), _randint(gen, 20, 120)
     w = torch.randn(rows, cols, generator=gen) * 0.1
     cases.append(_prune_case("a linear layer's weight", w,
                              _sparsity_for(gen, w.numel(), 0.6, 0.9)))
-    # a convolution: s * m rounds down (ceil is one weight too many)
+    # a convolution: s * n rounds down (ceil is one weight too many)
     shape = (_randint(gen, 4, 16), _randint(gen, 1, 8), 3, 3)
     w = torch.randn(shape, generator=gen) * 0.2
     cases.append(_prune_case("a convolution's weight", w,
