@@ -31,7 +31,9 @@ Which stages a network has: the course's and torchvision's ImageNet-style ResNet
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -463,14 +465,16 @@ def distinct(loader: Any) -> Any:
 def make_task(name: str, classes: Sequence[str], train: tuple[torch.Tensor, torch.Tensor],
               test: tuple[torch.Tensor, torch.Tensor], mean: torch.Tensor, std: torch.Tensor,
               *, batch_size: int = 32, min_epoch_images: int = 256, standin: bool = False,
+              resize: int | None = None,
               device: torch.device | str | None = None) -> ImageData:
     """An :class:`ImageData` from uint8 images, normalized with the given ``mean``/``std``
-    (a source model's, for transfer). A training set smaller than ``min_epoch_images`` is
-    passed over several times per epoch (:class:`Repeated`)."""
+    (a source model's, for transfer) and, with ``resize``, scaled to that many pixels a
+    side on the device. A training set smaller than ``min_epoch_images`` is passed over
+    several times per epoch (:class:`Repeated`)."""
     device = get_device(device)
     mean = torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1).to(device)
     std = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1).to(device)
-    common = dict(mean=mean, std=std, channels_last=device.type == "cuda")
+    common = dict(mean=mean, std=std, channels_last=device.type == "cuda", resize=resize)
     tr = DeviceLoader(train[0].to(device), train[1].to(device), batch_size, shuffle=True,
                       **common)
     te = DeviceLoader(test[0].to(device), test[1].to(device), 256, **common)
@@ -691,7 +695,8 @@ def target_task(source: SourceModel, kind: str = "similar", per_class: int | Non
     the default source), randomly placed like the source's images (:func:`jitter`).
     ``"different"``: the five :data:`TEXTURES`, as many images per class as the similar task
     has, generated procedurally. ``per_class`` labelled training images
-    per class (a random choice by ``seed``; None: all); the test split is always complete.
+    per class (a random choice by ``seed``; None: as many as the smallest class has, which
+    is the same for both kinds); the test split is always complete.
     """
     if kind not in KINDS:
         raise ValueError(f"Unknown kind {kind!r}; valid kinds are {', '.join(KINDS)}.")
@@ -717,8 +722,11 @@ def target_task(source: SourceModel, kind: str = "similar", per_class: int | Non
         train_mask[test_idx] = False
         pool_train, pool_test = (x[train_mask], y[train_mask]), (x[test_idx], y[test_idx])
         name, classes, standin = "textures (procedurally generated)", TEXTURES, False
+    label = f"{per_class} labels per class"
+    if per_class is None:  # as many per class as the smallest class has: balanced, and the
+        per_class = int(torch.bincount(pool_train[1]).min())  # same for both kinds
+        label = f"all {per_class} labels per class"
     train = class_subset(*pool_train, range(len(classes)), per_class, seed=seed)
-    label = "all labels" if per_class is None else f"{per_class} labels per class"
     return make_task(f"{name}, {label}", classes, train, pool_test, source.mean, source.std,
                      batch_size=batch_size, min_epoch_images=min_epoch_images,
                      standin=standin, device=device)
@@ -739,8 +747,12 @@ class StrategyResult:
     history: Any = None
 
 
+def _cosine(epochs: int):
+    return lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+
+
 def run_strategy(strategy: str, source: SourceModel, task: ImageData, epochs: int, *,
-                 lr: float = 0.01, decay: float = 0.3, scratch_lr: float = 0.05,
+                 lr: float = 0.05, decay: float = 0.3, scratch_lr: float = 0.05,
                  seed: int = 0, stage: str | None = None,
                  profile: Profile | str | None = None) -> StrategyResult:
     """Train one strategy of the decision table on ``task`` and return its test accuracy.
@@ -748,12 +760,12 @@ def run_strategy(strategy: str, source: SourceModel, task: ImageData, epochs: in
     - ``"linear probe"``: logistic regression on the frozen network's features (of
       ``stage``; default the head's input);
     - ``"fine-tune top"``: a new head initialized by that probe, then the top stage and the
-      head trained (everything below frozen, its BN in eval), SGD with momentum, rates
-      ``lr`` for the head and ``lr * decay`` for the stage under it;
+      head trained (everything below frozen, its BN in eval), SGD with momentum and a cosine
+      schedule, rates ``lr`` for the head and ``lr * decay`` for the stage under it;
     - ``"fine-tune all"``: the same from the probe's head, with every stage trained at
       discriminative rates (``decay`` per stage going down);
     - ``"scratch"``: the same architecture from a random initialization, every stage at
-      ``scratch_lr``, the same number of epochs.
+      ``scratch_lr`` (cosine schedule), the same number of epochs.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"Unknown strategy {strategy!r}; valid strategies are "
@@ -766,8 +778,8 @@ def run_strategy(strategy: str, source: SourceModel, task: ImageData, epochs: in
         model = cifar_resnet(spec.depth, task.in_channels, k, task.image_size, width=spec.width)
         opt = torch.optim.SGD(model.parameters(), lr=scratch_lr, momentum=0.9,
                               weight_decay=5e-4)
-        history = fit(model, task, epochs, optimizer=opt, profile=profile, progress=False,
-                      verbose=False, label="scratch")
+        history = fit(model, task, epochs, optimizer=opt, scheduler=_cosine(epochs),
+                      profile=profile, progress=False, verbose=False, label="scratch")
         return StrategyResult(strategy, history.test_acc[-1], time.perf_counter() - start,
                               history)
     model = source.fresh_copy().to(task.train.device)
@@ -784,8 +796,8 @@ def run_strategy(strategy: str, source: SourceModel, task: ImageData, epochs: in
         unfreeze_from(model, names[-2])
     opt = torch.optim.SGD(param_groups(model, lr, decay=decay), momentum=0.9,
                           weight_decay=5e-4)
-    history = fit(model, task, epochs, optimizer=opt, profile=profile, progress=False,
-                  verbose=False, label=strategy)
+    history = fit(model, task, epochs, optimizer=opt, scheduler=_cosine(epochs),
+                  profile=profile, progress=False, verbose=False, label=strategy)
     return StrategyResult(strategy, history.test_acc[-1], time.perf_counter() - start, history)
 
 
@@ -816,8 +828,9 @@ def torchvision_source(arch: str = "resnet18", weights: str = "DEFAULT", *,
         reason = "COURSE_OFFLINE is set"
     else:
         try:
-            state = chosen.get_state_dict(progress=False, check_hash=True,
-                                          model_dir=str(data_dir() / "torchvision"))
+            with contextlib.redirect_stderr(io.StringIO()):  # torch.hub announces the URL
+                state = chosen.get_state_dict(progress=False, check_hash=True,
+                                              model_dir=str(data_dir() / "torchvision"))
             model = torchvision.models.get_model(arch, weights=None)
             model.load_state_dict(state)
             if verbose:

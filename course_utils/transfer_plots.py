@@ -228,18 +228,43 @@ def plot_tasks(tasks: Mapping[str, Any], n: int = 10):
     """The first ``n`` training images of each task (an ImageData), one row per task, with
     the task's name (which says when it is the offline stand-in) and the class names."""
     plt = _pyplot()
-    fig, axes = plt.subplots(len(tasks), n, figsize=(0.62 * n, 1.0 * len(tasks) + 0.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(tasks), n, figsize=(0.65 * n, 1.15 * len(tasks)),
+                             squeeze=False, gridspec_kw={"hspace": 0.9, "wspace": 0.1})
     for ax in axes.flat:
         ax.axis("off")
     for r, (label, data) in enumerate(tasks.items()):
-        loader = getattr(data.train, "loader", data.train)
+        loader = getattr(data.train, "distinct", data.train)
         images, labels = loader.images[:n].cpu(), loader.labels[:n].cpu()
         for ax, img, y in zip(axes[r], images, labels, strict=False):
             ax.imshow(img.float().mean(0).numpy(), cmap="gray")
-            ax.set_title(str(data.classes[int(y)])[:6], fontsize=6)
-        axes[r, 0].text(0, -0.45, f"{label}: {data.name}", fontsize=7,
+            ax.set_title(str(data.classes[int(y)])[:7], fontsize=6)
+        axes[r, 0].text(0, -0.3, f"{label}: {data.name}", fontsize=7,
                         transform=axes[r, 0].transAxes, va="top")
-    fig.tight_layout(h_pad=1.6)
+    plt.close(fig)
+    return fig
+
+
+def plot_stage_probes(accuracies: Mapping[str, Mapping[str, Sequence[float]]], title: str):
+    """Linear-probe accuracy by stage: ``accuracies[panel][network]`` is one accuracy per
+    stage (bottom to top); ``stages`` are taken from the ``"stages"`` entry of each panel.
+    One panel per target task, one group of bars per stage, one bar per network."""
+    plt = _pyplot()
+    panels = list(accuracies)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(6, 2.6 * len(panels)), squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
+        entry = dict(accuracies[panel])
+        names = list(entry.pop("stages"))
+        width = 0.8 / max(1, len(entry))
+        for i, (net, accs) in enumerate(entry.items()):
+            xs = np.arange(len(names)) + (i - (len(entry) - 1) / 2) * width
+            ax.bar(xs, [100 * a for a in accs], width, label=net, alpha=0.8)
+        ax.set_xticks(range(len(names)), names, fontsize=8)
+        ax.set_ylabel("probe accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(panel, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     plt.close(fig)
     return fig

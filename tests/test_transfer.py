@@ -191,6 +191,9 @@ def test_target_tasks_use_the_source_normalization():
     assert torch.equal(similar.train.mean.flatten().cpu(), source.mean)
     different = T.target_task(source, "different")
     assert different.classes == T.TEXTURES and not different.standin
+    every_label = T.target_task(source, "similar")  # balanced, as many as textures have
+    assert every_label.train.num_samples == different.train.num_samples
+    assert torch.bincount(T.distinct(every_label.train).labels).unique().numel() == 1
     with pytest.raises(ValueError, match="valid kinds are similar, different"):
         T.target_task(source, "medical")
     result = T.run_strategy("linear probe", source, similar, epochs=1)
