@@ -216,3 +216,33 @@ def test_frozen_stages_save_no_activations_for_backward():
     T.freeze(model)
     head_only = T.saved_for_backward_bytes(model, x)
     assert 0 < head_only < everything / 10
+
+
+def _records():
+    return [{"kind": kind, "per_class": n, "strategy": s, "seed": seed,
+             "accuracy": 0.2 + 0.1 * i + 0.01 * seed + (0.2 if kind == "similar" else 0),
+             "seconds": 1.0}
+            for kind in T.KINDS for n in (1, 5, 50) for seed in range(2)
+            for i, s in enumerate(("probe, top", "fine-tune all", "scratch"))]
+
+
+def test_chapter_figures_and_the_strategy_explorer():
+    import base64
+
+    from course_utils import transfer_plots as TP
+
+    records = _records()
+    stats = TP.summarize_runs(records)
+    mean, sd, runs = stats[("similar", 5, "scratch")]
+    assert runs == 2 and mean == pytest.approx(0.605) and sd == pytest.approx(0.00707, abs=1e-4)
+    assert TP.plot_decision_table(records, few=5, lots=50).axes
+    assert len(TP.plot_label_curves(records, mark=5).axes) == 2
+    explorer = TP.strategy_explorer(records, kind="different", per_class=50)
+    explorer.controls["per_class"].value = 1
+    assert explorer.settings() == {"kind": "different", "per_class": 1}
+    bundle = explorer._repr_mimebundle_()
+    assert base64.b64decode(bundle["image/png"])[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="per_class must be one of"):
+        TP.strategy_explorer(records, per_class=3)
+    weight = small_net().conv1.weight
+    assert TP.plot_filters(weight, "filters").axes
