@@ -415,8 +415,15 @@ def latency(fn: Callable, *args: Any, min_run_time: float = 0.2) -> float:
     ``blocked_autorange`` repeats the call until ``min_run_time`` seconds have passed and
     synchronizes CUDA itself. Compare two latencies measured in the same run, as a ratio.
     """
-    from torch.utils import benchmark
+    import logging
 
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "No CUDA runtime is found" on CPU-only machines
+    try:
+        from torch.utils import benchmark
+    finally:
+        quiet.setLevel(level)
     with torch.no_grad():
         timer = benchmark.Timer(stmt="fn(*args)", globals={"fn": fn, "args": args})
         return timer.blocked_autorange(min_run_time=min_run_time).median
