@@ -89,3 +89,67 @@ VARIANTS: list[Variant] = [
 ]
 
 HANGING_FREEZE = swallowing_hang("def freeze_all_but_head(model, head_name, lr):")
+
+# Correct answers written another way; all must get full marks: a name-prefix loop with
+# filter() for the optimizer, a walk to the parent with item assignment into a Sequential,
+# groups listed from the stem up, the head swapped for nn.Identity under inference_mode with
+# torchvision's normalize, and a probe fitted by 3,000 steps of Adam instead of L-BFGS.
+HONEST_FORMS = '''
+import torchvision.transforms.functional as TF
+
+def freeze_all_but_head(model, head_name, lr):
+    prefix = head_name + "."
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith(prefix)
+    for name, m in model.named_modules():
+        inside = name == head_name or name.startswith(prefix)
+        if not inside and not head_name.startswith(name + ".") and name:
+            m.eval()
+    trainable = filter(lambda p: p.requires_grad, model.parameters())
+    return torch.optim.SGD(trainable, lr=lr, momentum=0.9)
+
+def replace_head(model, head_name, num_classes):
+    *path, last = head_name.split(".")
+    parent = model
+    for part in path:
+        parent = getattr(parent, part)
+    old = getattr(parent, last)
+    new = nn.Linear(old.weight.shape[1], num_classes)
+    if isinstance(parent, nn.Sequential) and last.isdigit():
+        parent[int(last)] = new
+    else:
+        setattr(parent, last, new)
+    return model
+
+def param_groups(model, stages, base_lr, decay):
+    out = []
+    n = len(stages)
+    for i, stage in enumerate(stages):
+        mods = (stage,) if isinstance(stage, str) else stage
+        ps = [p for m in mods for p in model.get_submodule(m).parameters() if p.requires_grad]
+        if ps:
+            out.append(dict(params=ps, lr=base_lr * decay ** (n - 1 - i)))
+    return out[::-1]
+
+def extract_features(model, head_name, images, mean, std):
+    *path, last = head_name.split(".")
+    parent = model.get_submodule(".".join(path))
+    head = getattr(parent, last)
+    setattr(parent, last, nn.Identity())
+    model.eval()
+    with torch.inference_mode():
+        out = model(TF.normalize(images, mean, std))
+    setattr(parent, last, head)
+    return out
+
+def fit_linear_probe(features, labels, num_classes, weight_decay):
+    probe = nn.Linear(features.shape[1], num_classes)
+    opt = torch.optim.Adam(probe.parameters(), lr=0.05)
+    for _ in range(3000):
+        opt.zero_grad()
+        penalty = 0.5 * weight_decay * (probe.weight ** 2).sum()
+        loss = F.cross_entropy(probe(features), labels) + penalty
+        loss.backward()
+        opt.step()
+    return probe
+'''

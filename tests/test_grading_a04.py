@@ -21,6 +21,7 @@ from grading_fixtures_a04 import (
     ASSIGNMENT,
     FILES,
     HANGING_FREEZE,
+    HONEST_FORMS,
     VARIANTS,
     answers_only,
     solution,
@@ -93,6 +94,13 @@ def test_wrong_answer_loses_marks_only_on_its_question(variant, expected):
     for qid, result in results.items():
         if qid != variant.breaks:
             assert result.score == result.points, f"{variant.name} also broke {qid}"
+
+
+def test_honest_answers_in_other_forms_get_full_marks(expected):
+    namespace = definitions(solution())
+    exec(HONEST_FORMS, namespace)
+    for result in grade_in_process(namespace, expected, fork=False).values():
+        assert result.status == "passed", result.feedback()
 
 
 def test_there_are_enough_wrong_answers_for_every_question():
