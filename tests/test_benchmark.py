@@ -104,3 +104,30 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     assert "typical loop" in table and "systems only" in table
     assert "n/a on cpu" in table
     assert "stand-in" in table or accuracy["data_kind"] == "real"
+
+
+def test_several_models_in_one_run_at_their_cpu_sizes(bench):
+    from course_utils.models import get_model
+
+    args = bench.parse_args(["run", "--model", "seven", "lenet", "alexnet", "--cpu-sizes"])
+    models = bench.models_from_args(args)
+    assert models == [*bench.SEVEN, "lenet"]  # 'seven' expanded, duplicates dropped
+    configs = {m: bench.config_from_args(args, m) for m in models}
+    assert configs["alexnet"].image_size == 64 and configs["lenet"].image_size == 28
+    assert configs["lenet_bn"].batch_size == 256 and configs["lenet_bn"].lr == 1.0
+    assert bench.config_from_args(bench.parse_args(["run", "--model", "nin"])).image_size == 224
+    with torch.device("meta"):  # every model accepts its reduced size
+        for m in bench.SEVEN:
+            get_model(m, 1, 10, bench.CPU_SIZES[m])
+
+
+def test_table_opens_with_every_recorded_model_side_by_side(bench):
+    results = bench.latest_results()
+    table = bench.render_table()
+    overview = table.split("\n### ")[1]
+    assert overview.startswith("All models side by side")
+    rows = [line for line in overview.splitlines() if line.startswith("| ") and "x" in line
+            and "Model" not in line]
+    assert len(rows) == len(results) > 0
+    keys = {(r["model"], r["environment"]["device_type"], r["image_size"]) for r in results}
+    assert len(keys) == len(results)  # one result per (model, device, size)
