@@ -132,7 +132,11 @@ def test_library_answers_score_zero_with_the_policy_message(expected):
     result = grade_in_process(namespace, expected, only=("q5",))["q5"]  # in the probe child
     assert "grading policy" in result.feedback().lower(), result.feedback()
     assert "torch.nn.functional.conv2d" in result.feedback()
-    assert torch.nn.functional.conv2d is torch.conv2d  # restored after the test
+    q5 = A5.question("q5")  # in this process: the builtins are unbound, then restored
+    report = run_question(namespace, q5, q5.cases(grade.GRADE_SEED), enforce=False)
+    assert "grading policy" in str(report["outcomes"]), report
+    assert torch.nn.functional.conv2d is torch.conv2d
+    assert type(torch.conv2d).__name__ == "builtin_function_or_method"
     namespace = definitions(solution())
     exec("from torch.nn.utils import prune\n\n\n"
          "def magnitude_prune_mask(weight, sparsity):\n"

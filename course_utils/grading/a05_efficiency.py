@@ -500,9 +500,9 @@ def _kmeans_reference(weight: torch.Tensor, init: torch.Tensor, n_iter: int) -> 
     from sklearn.cluster import KMeans
 
     keep = weight != 0
-    values = weight[keep].double().numpy().reshape(-1, 1)
+    points = weight[keep].numpy().astype(np.float64).reshape(-1, 1)
     km = KMeans(n_clusters=len(init), init=init.double().numpy().reshape(-1, 1), n_init=1,
-                max_iter=n_iter, tol=0.0, algorithm="lloyd").fit(values)
+                max_iter=n_iter, tol=0.0, algorithm="lloyd").fit(points)
     centers = torch.from_numpy(np.ascontiguousarray(km.cluster_centers_[:, 0]))
     shared = torch.zeros_like(weight, dtype=torch.float64)
     shared[keep] = centers[torch.from_numpy(km.labels_.astype(np.int64))]
