@@ -32,6 +32,12 @@ VARIANTS: list[Variant] = [
         "            m.requires_grad_(False)\n")),
     _v("learning rate not passed to the optimizer", "freeze_all_but_head", "q1",
        ("SGD(still_trainable, lr=lr, momentum=0.9)", "SGD(still_trainable, lr=0.1, momentum=0.9)")),
+    _v("freezing through the course's transfer helper", "freeze_all_but_head", "q1",
+       ("def freeze_all_but_head(", "from course_utils import transfer\n\n\n"
+        "def freeze_all_but_head("),
+       ("    head = model.get_submodule(head_name)\n",
+        "    transfer.freeze(model)  # the course's helper\n"
+        "    head = model.get_submodule(head_name)\n")),
     # q2: replace the head
     _v("head not replaced (only out_features changed)", "replace_head", "q2",
        ("    setattr(parent, attribute, nn.Linear(old_head.in_features, num_classes))\n",

@@ -140,10 +140,13 @@ def test_feedback_names_the_mistake(expected):
 
 
 def test_library_helpers_in_an_answer_score_zero_with_the_policy_message(expected):
-    namespace = definitions(with_bug(solution(), _variant("probe fitted with scikit-learn")))
-    result = grade_in_process(namespace, expected)["q5"]  # through the probe child
-    assert result.score == 0 and "Grading policy" in result.feedback(), result.feedback()
-    assert "sklearn.linear_model" in result.feedback()
+    for name, qid, library in (("probe fitted with scikit-learn", "q5", "sklearn.linear_model"),
+                               ("freezing through the course's transfer helper", "q1",
+                                "course_utils.transfer")):
+        namespace = definitions(with_bug(solution(), _variant(name)))
+        result = grade_in_process(namespace, expected)[qid]  # through the probe child
+        assert result.score == 0 and "Grading policy" in result.feedback(), result.feedback()
+        assert library in result.feedback()
 
 
 def test_check_in_the_notebook_says_what_differs(capsys):
