@@ -18,9 +18,16 @@ from .plots import _pyplot
 from .widgets import _Interactive
 
 Record = Mapping[str, Any]
-COLORS = {"linear probe": "tab:blue", "fine-tune top": "tab:orange",
-          "fine-tune all": "tab:green", "scratch": "tab:gray"}
-KIND_TITLES = {"similar": "similar source", "different": "very different source"}
+COLORS = {"linear probe": "tab:blue", "probe, top": "tab:blue", "probe, stage 2": "tab:cyan",
+          "fine-tune top": "tab:orange", "fine-tune all": "tab:green", "scratch": "tab:gray"}
+KIND_TITLES = {"similar": "similar target", "different": "very different target"}
+
+
+def _count_axis(ax, counts: Sequence[int]) -> None:
+    """Log-scaled x axis with a tick at each number of labels that was run."""
+    ax.set_xscale("log")
+    ax.set_xticks(list(counts), [str(n) for n in counts])
+    ax.minorticks_off()
 
 
 Stats = dict[tuple[str, int, str], tuple[float, float, int]]
@@ -63,7 +70,8 @@ def plot_decision_table(records: Sequence[Record], few: int, lots: int, *,
         for j in range(len(cells)):
             ax.text(j, i, f"{100 * acc[i, j]:.0f}%\n±{100 * sd[i, j]:.0f}", ha="center",
                     va="center", fontsize=8)
-    labels = [f"{KIND_TITLES[k]}\n{n if n else 'all'} per class" for k, n in cells]
+    short = {"similar": "similar", "different": "very different"}
+    labels = [f"{short.get(k, k)}\n{n} per class" for k, n in cells]
     ax.set_xticks(range(len(cells)), labels, fontsize=8)
     ax.set_yticks(range(len(strategies)), strategies, fontsize=9)
     bar = fig.colorbar(im, ax=ax, fraction=0.04)
@@ -95,7 +103,7 @@ def plot_label_curves(records: Sequence[Record], *, title: str = "", mark: int |
             ax.fill_between(ns, m - d, m + d, color=COLORS.get(s), alpha=0.15)
         if mark is not None:
             ax.axvline(mark, color="k", ls=":", lw=1)
-        ax.set_xscale("log")
+        _count_axis(ax, sorted({n for (k, n, _) in stats if k == kind}))
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(KIND_TITLES.get(kind, kind), fontsize=9)
         ax.grid(alpha=0.3, which="both")
@@ -151,20 +159,20 @@ class StrategyExplorer(_Interactive):
                 continue
             ax.barh(i, np.mean(accs), color=COLORS.get(st), alpha=0.5)
             ax.plot(accs, [i] * len(accs), "k.", markersize=5)
-            ax.text(np.mean(accs) + 1, i, f"{np.mean(accs):.0f}%", va="center", fontsize=8)
+            ax.text(max(accs) + 1.5, i, f"{np.mean(accs):.0f}%", va="center", fontsize=8)
         ax.set_yticks(range(len(strategies)), strategies, fontsize=8)
         ax.set_xlim(0, 105)
         ax.set_xlabel("test accuracy (%) -- dots: seeds")
         ax.set_title(f"{KIND_TITLES[s['kind']]}, {s['per_class']} labels per class"
-                     + (f" -- {self.title}" if self.title else ""), fontsize=9)
+                     + (f"\n{self.title}" if self.title else ""), fontsize=9)
         stats = summarize_runs(self.records)
         for st in strategies:
             ns = sorted(n for (k, n, x) in stats if k == s["kind"] and x == st)
             curve.plot(ns, [100 * stats[(s["kind"], n, st)][0] for n in ns], "o-",
                        color=COLORS.get(st), label=st, markersize=3)
         curve.axvline(s["per_class"], color="k", ls=":", lw=1)
-        curve.set(xscale="log", xlabel="labelled training images per class",
-                  ylabel="mean test accuracy (%)")
+        _count_axis(curve, sorted({n for (k, n, _) in stats if k == s["kind"]}))
+        curve.set(xlabel="labelled training images per class", ylabel="mean test accuracy (%)")
         curve.grid(alpha=0.3, which="both")
         curve.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
