@@ -120,6 +120,10 @@ def test_feedback_names_the_mistake(expected):
         "a single symbol costs no bits": ("q4", "one bit per symbol"),
         "Winograd tiles that do not overlap": ("q5", "has shape"),
         "loss detached from the student's logits": ("q6", "no gradient reaches"),
+        "distillation without tau^2": ("q6", "what you get when the factor tau^2 is missing"),
+        "softmax instead of log-softmax on the student": ("q6", "not a log-softmax"),
+        "Winograd with a flipped filter (convolution, not cross-correlation)":
+            ("q5", "convolution with the flipped filter"),
     }
     for name, (qid, text) in cases.items():
         result = grade_in_process(definitions(with_bug(solution(), _variant(name))),

@@ -53,7 +53,7 @@ import importlib
 import math
 import reprlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -703,10 +703,22 @@ def _winograd_case(kind: str, x: torch.Tensor, w: torch.Tensor, label: str) -> C
             return F.conv1d(x[None, None], w[None, None])[0, 0]
         return F.conv2d(x[None], w)[0]
 
-    return Case(f"{where}: {label}", run, reference,
-                functools.partial(compare_tensor, what="the output", name="y",
-                                  hint=WINOGRAD_1D_HINT if kind == "1d" else WINOGRAD_2D_HINT,
-                                  rtol=1e-4, atol=1e-4))
+    def flipped() -> torch.Tensor:  # what a convolution (flipped filter) would give
+        if kind == "1d":
+            return F.conv1d(x[None, None], w.flip(0)[None, None])[0, 0]
+        return F.conv2d(x[None], w.flip(-2, -1))[0]
+
+    def compare(got: Any, expected: torch.Tensor) -> str | None:
+        hint = WINOGRAD_1D_HINT if kind == "1d" else WINOGRAD_2D_HINT
+        message = compare_tensor(got, expected, what="the output", name="y", hint=hint,
+                                 rtol=1e-4, atol=1e-4)
+        if message and compare_tensor(got, flipped(), rtol=1e-4, atol=1e-4) is None:
+            message = message.split(". Hint:")[0] + (
+                ". Hint: your output is a convolution with the flipped filter; F.conv1d and "
+                "F.conv2d (and the Winograd formulas) do not flip it")
+        return message
+
+    return Case(f"{where}: {label}", run, reference, compare)
 
 
 def _winograd_cases(seed: int) -> list[Case]:
@@ -750,16 +762,47 @@ def _distill_reference(s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, tau: f
     return [loss.detach(), s.grad]
 
 
-def compare_distill(got: Any, expected: list, *, tau: float) -> str | None:
-    if not isinstance(got, list) or len(got) != 2:
+def _distill_mistakes(s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, tau: float,
+                      alpha: float) -> dict[str, float]:
+    """What classic mistakes give on these inputs (computed with F.kl_div), to name them."""
+    def loss(student: torch.Tensor, teacher: torch.Tensor, scale: float, reduction: str,
+             hard_tau: float, a: float) -> float:
+        with _quiet():  # reduction="mean" warns that it is not the KL divergence: the point
+            soft = F.kl_div(student, teacher, reduction=reduction, log_target=True)
+        return float(a * scale * soft + (1 - a) * F.cross_entropy(s / hard_tau, y))
+
+    log_s, log_t = F.log_softmax(s / tau, dim=1), F.log_softmax(t / tau, dim=1)
+    return {
+        "the factor tau^2 is missing": loss(log_s, log_t, 1.0, "batchmean", 1.0, alpha),
+        "the teacher's logits are not divided by the temperature":
+            loss(log_s, F.log_softmax(t, dim=1), tau**2, "batchmean", 1.0, alpha),
+        "the cross-entropy with the labels is taken at temperature tau (it is at 1)":
+            loss(log_s, log_t, tau**2, "batchmean", tau, alpha),
+        "the KL divergence is averaged over the classes too (sum over the classes, mean "
+        "over the batch)": loss(log_s, log_t, tau**2, "mean", 1.0, alpha),
+        "the student's term is a softmax, not a log-softmax (F.kl_div takes "
+        "log-probabilities)": loss(F.softmax(s / tau, dim=1), log_t, tau**2, "batchmean", 1.0,
+                                   alpha),
+        "alpha weights the wrong term": loss(log_s, log_t, tau**2, "batchmean", 1.0,
+                                             1 - alpha),
+        "the KL divergence is the wrong way round (KL(student || teacher))":
+            loss(log_t, log_s, tau**2, "batchmean", 1.0, alpha),
+    }
+
+
+def compare_distill(got: Any, expected: list, *, mistakes: Callable[[], dict[str, float]]
+                    ) -> str | None:
+    if not isinstance(got, list) or len(got) != 2 or not isinstance(got[0], torch.Tensor):
         return f"expected the loss and its gradient, got {reprlib.repr(got)}"
-    message = compare_tensor(got[0], expected[0], what="the loss", name="L", hint=DISTILL_HINT,
-                             rtol=1e-5, atol=1e-6)
-    if message is None:
-        return compare_tensor(got[1], expected[1], what="the gradient with respect to the "
-                              "student's logits", name="grad", hint=DISTILL_HINT, rtol=1e-4,
-                              atol=1e-7)
-    return message
+    value, want = float(got[0]), float(expected[0])
+    if not math.isclose(value, want, rel_tol=1e-5, abs_tol=1e-6):
+        named = [why for why, wrong in mistakes().items()
+                 if math.isclose(value, wrong, rel_tol=1e-5, abs_tol=1e-6)]
+        hint = (f"your value is what you get when {named[0]}" if named else DISTILL_HINT)
+        return _with_hint(f"expected L = {want:.6g}, got {value:.6g}", hint)
+    return compare_tensor(got[1], expected[1], what="the gradient with respect to the "
+                          "student's logits", name="grad", hint=DISTILL_HINT, rtol=1e-4,
+                          atol=1e-7)
 
 
 def _distill_case(label: str, s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, tau: float,
@@ -787,7 +830,8 @@ def _distill_case(label: str, s: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
 
     return Case(f"{where}: {label}", run,
                 functools.partial(_distill_reference, s, t, y, tau, alpha),
-                functools.partial(compare_distill, tau=tau))
+                functools.partial(compare_distill, mistakes=functools.partial(
+                    _distill_mistakes, s, t, y, tau, alpha)))
 
 
 def _distill_cases(seed: int) -> list[Case]:
