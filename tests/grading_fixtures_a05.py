@@ -88,7 +88,7 @@ VARIANTS: list[Variant] = [
     _v("Winograd input transform transposed (2-D)", "winograd_2d", "q5",
        ("V = BT @ tiles @ BT.T", "V = BT.T @ tiles @ BT")),
     _v("Winograd with a flipped filter (convolution, not cross-correlation)", "winograd_1d",
-       "q5", ("(G @ g)", "(G @ g.flip(0))")),
+       "q5", ("(G @ w)", "(G @ w.flip(0))")),
     _v("Winograd tiles that do not overlap", "winograd_1d", "q5",
        ("x.unfold(0, 4, 2)", "x.unfold(0, 4, 4)")),
     _v("Winograd input transform on one side only", "winograd_2d", "q5",

@@ -677,18 +677,17 @@ def _huffman_cases(seed: int) -> list[Case]:
 CONV_FORBIDDEN = ("torch.nn.modules.conv", *COURSE)
 CONV_BUILTINS = ("torch.conv1d", "torch.conv2d", "torch.convolution", "torch._convolution",
                  "torch.nn.functional.conv1d", "torch.nn.functional.conv2d")
-WINOGRAD_1D_HINT = ("tiles of 4 inputs at a step of 2 (they overlap by 2); y = A^T [(G g) * "
-                    "(B^T d)] per tile, with the matrices as given (BT is B transposed); no "
-                    "flipped filter: F.conv1d is a cross-correlation")
-WINOGRAD_2D_HINT = ("4x4 tiles at a step of 2 in both directions; (G g G^T) * (B^T d B), "
-                    "summed over the input channels, then A^T (.) A; the 2x2 output tiles go "
-                    "back in their places (tile row, row in tile, tile column, column in tile)")
+WINOGRAD_1D_HINT = ("tiles of 4 inputs at a step of 2 (they overlap by 2); per tile "
+                    "AT @ ((G @ w) * (BT @ x)), with the matrices as given (BT is B transposed)")
+WINOGRAD_2D_HINT = ("4x4 tiles at a step of 2 in both directions; (G @ w @ G.T) * (BT @ x @ "
+                    "BT.T), summed over the input channels, then AT @ ... @ AT.T; the 2x2 "
+                    "output tiles go back in their places (tile row, row in tile, tile column, "
+                    "column in tile)")
 
 
 def _winograd_case(kind: str, x: torch.Tensor, w: torch.Tensor, label: str) -> Case:
     name = f"winograd_{kind}"
-    where = (f"{name}(x of shape {_shape(x)}, {'g' if kind == '1d' else 'w'} of shape "
-             f"{_shape(w)})")
+    where = f"{name}(x of shape {_shape(x)}, w of shape {_shape(w)})"
 
     def run(ns: Mapping[str, Any]) -> torch.Tensor:
         fn = student_function(ns, name)
