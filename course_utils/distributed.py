@@ -112,6 +112,17 @@ class ProcessGroup:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
+    def sync_buffers(self, model: nn.Module) -> None:
+        """Copy process 0's buffers (batch norm's running statistics) to every process.
+
+        DDP does so before each training forward pass; after the last one the processes'
+        statistics differ by their last shards, so this runs before evaluating.
+        """
+        if self.world_size == 1:
+            return
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
     # -- the data ----------------------------------------------------------------------------
     def shard(self, loader: Any, train: bool = True) -> Any:
         """This process's share of ``loader`` (a ``DeviceLoader``), or ``loader`` when alone.

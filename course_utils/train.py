@@ -4,6 +4,10 @@
 batches come from device-resident data, the forward pass runs under bf16/fp16 autocast where
 the hardware supports it, models use channels_last on CUDA, and metrics accumulate on the
 device and are read back a handful of times per epoch instead of after every step.
+
+Started by ``torchrun``, ``fit`` trains data-parallel with no change to the call: each process
+trains on its shard of every global batch inside ``DistributedDataParallel``, the metrics are
+summed over the processes, and only process 0 prints (``course_utils.distributed``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .callbacks import Callback
 from .device import autocast_dtype, device_summary, get_device, synchronize
+from .distributed import ProcessGroup
 from .history import History
 from .profile import Profile, get_profile
 
@@ -193,14 +198,24 @@ def fit(
       with ``meta["stopped"]`` saying why) when the loss becomes NaN or infinite.
 
     Ctrl-C stops training and returns the history of the epochs completed so far.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the same call trains data-parallel: every process
+    takes ``batch_size / processes`` images of each global batch, gradients are averaged by
+    ``DistributedDataParallel``, metrics (and so callbacks' decisions) are the whole group's,
+    and only process 0 prints. ``history.meta["processes"]`` says how many trained.
     """
     if scheduler_step not in ("epoch", "batch"):
         raise ValueError(f"scheduler_step must be 'epoch' or 'batch', got {scheduler_step!r}.")
     if on_divergence not in ("raise", "stop"):
         raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}.")
-    device = get_device(device)
+    group = ProcessGroup.from_env(get_device(device))  # one process unless torchrun started us
+    device = group.device
+    verbose = verbose and group.is_main
+    progress = progress if group.is_main else False
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     train_loader, test_loader, dataset_name, n_train, n_test = _describe_data(data)
+    batch_size = getattr(train_loader, "batch_size", None)  # the global batch
+    train_loader, test_loader = group.shard(train_loader), group.shard(test_loader, train=False)
     channels_last = device.type == "cuda" if channels_last is None else channels_last
 
     model.to(device)
@@ -212,7 +227,11 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16
                                   and device.type == "cuda")
     criterion = loss_fn or nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    step_model = torch.compile(model) if compile else model
+    train_model = group.wrap(model)  # DistributedDataParallel when several processes train
+    step_model = torch.compile(train_model) if compile else train_model
+    # Evaluation needs no gradient averaging, and the processes' shards of the test split may
+    # take different numbers of batches, so it runs on the model itself (same weights).
+    plain_model = step_model if group.world_size == 1 else model
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
            if ema_decay else None)
 
@@ -221,10 +240,11 @@ def fit(
         "model": type(model).__name__,
         "dataset": dataset_name,
         "device": device_summary(device),
+        "processes": group.world_size,
         "profile": profile.name,
         "n_train": n_train,
         "n_test": n_test,
-        "batch_size": getattr(train_loader, "batch_size", None),
+        "batch_size": batch_size,
         "epochs": epochs,
         "optimizer": type(opt).__name__,
         "amp": str(dtype).removeprefix("torch.") if dtype else "fp32",
@@ -239,7 +259,7 @@ def fit(
         print(f"Training {history.meta['label']} on {dataset_name} | {n_train:,} train / "
               f"{n_test:,} test images | {epochs} epoch(s), batch "
               f"{history.meta['batch_size']} | profile {profile.name} | "
-              f"{history.meta['device']}")
+              f"{history.meta['device']}{group.describe()}")
     for cb in callbacks:
         cb.on_fit_start(history)
 
@@ -279,7 +299,7 @@ def fit(
                     bar.update(1)
                 if (step + 1) % check_every == 0 or step + 1 == steps:
                     # One host sync every few steps: the NaN check and the progress readout.
-                    running = (loss_sum / seen).item()
+                    running = group.all_mean(loss_sum, seen)  # the same in every process
                     if not math.isfinite(running):
                         _diverged(history, opt, epoch, step, running, on_divergence)
                         return _finish(history, callbacks, bar)
@@ -289,13 +309,16 @@ def fit(
             train_seconds = time.perf_counter() - start
             if sched is not None and scheduler_step == "epoch":
                 sched.step()
-            eval_model = ema if ema is not None else step_model
+            eval_model = ema if ema is not None else plain_model
+            group.sync_buffers(eval_model)  # e.g. batch norm's running statistics
             test = evaluate(eval_model, test_loader, device, amp=amp, loss_fn=criterion,
                             channels_last=channels_last)
+            test_loss, test_acc = group.all_average(test, _num_samples(test_loader))
+            loss_sum, correct, seen = group.all_sum(loss_sum, correct, seen)
             history.train_loss.append((loss_sum / seen).item())
             history.train_acc.append(correct.item() / seen)
-            history.test_loss.append(test.loss)
-            history.test_acc.append(test.accuracy)
+            history.test_loss.append(test_loss)
+            history.test_acc.append(test_acc)
             history.lr.append(lr_now)
             history.epoch_time.append(time.perf_counter() - start)
             history.images_per_sec.append(seen / train_seconds)
