@@ -6,7 +6,7 @@ the solution when it changes; a substitution that no longer matches fails loudly
 
 from __future__ import annotations
 
-from grading_fixtures import AssignmentFiles, Variant, _v, swallowing_hang
+from grading_fixtures import AssignmentFiles, Variant, _v, replace_cell, swallowing_hang
 
 FILES = AssignmentFiles("05_efficiency", 'check("q6")')
 SOLUTION, ASSIGNMENT = FILES.solution_path, FILES.assignment_path
@@ -121,3 +121,104 @@ VARIANTS: list[Variant] = [
 ]
 
 HANGING_HUFFMAN = swallowing_hang("def huffman_bits(symbols):")
+
+
+HONEST_FORMS = {  # correct answers written differently from the solution: all get full marks
+    "magnitude_prune_mask": '''
+def magnitude_prune_mask(weight, sparsity):
+    """A boolean mask, from a stable sort of the magnitudes in float64."""
+    k = round(sparsity * weight.numel())
+    _, order = torch.sort(weight.detach().abs().reshape(-1).double(), stable=True)
+    keep = torch.ones(weight.numel(), dtype=torch.bool)
+    keep[order[:k]] = False
+    return keep.reshape(weight.shape)
+''',
+    "quantize": '''
+import numpy as np
+
+
+def qparams(x_min, x_max):
+    lo, hi = np.minimum(x_min, 0.0), np.maximum(x_max, 0.0)
+    scale = float(np.maximum((hi - lo) / 255.0, np.finfo(np.float32).eps))
+    return scale, int(-128 - np.round(lo / scale))
+
+
+def quantize(x, scale, zero_point):
+    return torch.clamp(torch.round(x / scale + zero_point), -128, 127).to(torch.int8)
+
+
+def dequantize(q, scale, zero_point):
+    return scale * (q.to(torch.float32) - zero_point)
+''',
+    "share_weights": '''
+def share_weights(weight, centroids, n_iter):
+    """k-means in float32, centroids by index_add_ (no loop over the clusters)."""
+    nonzero = weight.flatten() != 0
+    v = weight.flatten()[nonzero]
+    c = centroids.to(weight.dtype).clone()
+    for _ in range(n_iter):
+        labels = torch.argmin((v[:, None] - c[None, :]).abs(), dim=1)
+        sums = torch.zeros_like(c).index_add_(0, labels, v)
+        counts = torch.bincount(labels, minlength=len(c))
+        c = torch.where(counts > 0, sums / counts.clamp(min=1), c)
+    labels = torch.argmin((v[:, None] - c[None, :]).abs(), dim=1)
+    out = torch.zeros_like(weight).flatten()
+    out[nonzero] = c[labels]
+    return out.view_as(weight), c
+''',
+    "huffman_bits": '''
+from collections import Counter
+
+
+def huffman_bits(symbols):
+    """The sum of the merged nodes' counts (each merge adds one bit below it)."""
+    heap = list(Counter(symbols.tolist()).values())
+    if len(heap) == 1:
+        return heap[0]
+    heapq.heapify(heap)
+    total = 0
+    while len(heap) > 1:
+        merged = heapq.heappop(heap) + heapq.heappop(heap)
+        total += merged
+        heapq.heappush(heap, merged)
+    return total
+''',
+    "winograd_1d": '''
+def winograd_1d(x, w):
+    """One tile at a time."""
+    u = G @ w
+    out = []
+    for i in range(0, len(x) - 2, 2):
+        out.append(AT @ (u * (BT @ x[i:i + 4])))
+    return torch.cat(out)
+
+
+def winograd_2d(x, w):
+    """Loops over output channels and tiles; sums the channels in the transformed domain."""
+    c_out, c_in = w.shape[:2]
+    h, wd = x.shape[1] - 2, x.shape[2] - 2
+    out = torch.zeros(c_out, h, wd)
+    for o in range(c_out):
+        for i in range(0, h, 2):
+            for j in range(0, wd, 2):
+                m = sum((G @ w[o, c] @ G.T) * (BT @ x[c, i:i + 4, j:j + 4] @ BT.T)
+                        for c in range(c_in))
+                out[o, i:i + 2, j:j + 2] = AT @ m @ AT.T
+    return out
+''',
+    "distillation_loss": '''
+def distillation_loss(student_logits, teacher_logits, labels, temperature, alpha):
+    """With F.kl_div (log-probabilities in, probabilities as the target)."""
+    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1),
+                    F.softmax(teacher_logits / temperature, dim=-1), reduction="batchmean")
+    return temperature**2 * alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+''',
+}
+
+
+def honest_forms():
+    """The solution's answers, each replaced by one of :data:`HONEST_FORMS`."""
+    nb = answers_only(solution())
+    for function, source in HONEST_FORMS.items():
+        replace_cell(nb, function, source.strip())
+    return nb

@@ -23,6 +23,7 @@ from grading_fixtures_a05 import (
     HANGING_HUFFMAN,
     VARIANTS,
     answers_only,
+    honest_forms,
     solution,
     student,
 )
@@ -76,6 +77,13 @@ def test_solution_scores_full_marks_on_the_check_inputs_too():
         cases = q.cases(0)
         report = run_question(namespace, q, cases, enforce=False)
         assert judge(q, cases, report["outcomes"]).status == "passed"
+
+
+def test_correct_answers_in_other_forms_get_full_marks(expected):
+    """A boolean mask, numpy qparams, float32 k-means, the merged-node Huffman total, loops
+    over tiles, F.kl_div with probabilities as the target."""
+    for result in grade_in_process(definitions(honest_forms()), expected, fork=False).values():
+        assert result.status == "passed", result.feedback()
 
 
 def test_student_notebook_scores_zero_and_says_not_answered(expected):

@@ -55,6 +55,7 @@ from torch import nn
 from .core import Assignment, Case, Question, StudentError, call_student, student_function
 
 MOMENTUM = 0.9  # the SGD momentum question 1 asks for (its first step equals plain SGD's)
+CALL = "the call above"  # the test's label shows the call; an error message need not repeat it
 
 
 def _generator(seed: int, salt: int) -> torch.Generator:
@@ -238,7 +239,15 @@ def _freeze(ns: Mapping[str, Any], net: Net, lr: float) -> tuple[nn.Module, Any,
     fn = student_function(ns, "freeze_all_but_head")
     model = net.build()
     where = f"freeze_all_but_head(model, {net.head!r}, lr={lr:.4g}) on {net.describe()}"
-    opt = call_student(fn, where, model, net.head, lr=lr)
+    try:
+        opt = call_student(fn, CALL, model, net.head, lr=lr)
+    except StudentError as error:
+        if "empty parameter list" not in str(error):
+            raise
+        raise StudentError(f"{error}. Hint: no parameter is left to train. requires_grad is a "
+                           "flag of each parameter tensor: module.requires_grad_(True) sets it "
+                           "on all of them, setting an attribute on a module does "
+                           "nothing") from None
     return model, opt, where
 
 
@@ -402,7 +411,8 @@ def _replace_case(net: Net, num_classes: int, x: torch.Tensor, frozen: bool) -> 
         model = net.build()
         if frozen:
             model.requires_grad_(False)
-        new = call_student(fn, where, model, net.head, num_classes)
+        in_features = model.get_submodule(net.head).in_features
+        new = call_student(fn, CALL, model, net.head, num_classes)
         if not isinstance(new, nn.Module):
             extra = " (did you forget `return model`?)" if new is None else ""
             raise StudentError(f"`replace_head` should return the model (an "
@@ -415,9 +425,13 @@ def _replace_case(net: Net, num_classes: int, x: torch.Tensor, frozen: bool) -> 
         if not isinstance(head, nn.Linear):
             raise StudentError(f"the module at `{net.head}` should be one nn.Linear, "
                                f"got {type(head).__name__} (no softmax: the loss applies it)")
+        if head.in_features != in_features:
+            raise StudentError(f"the new head should take the {in_features} features the "
+                               f"body gives each image, but takes {head.in_features}: "
+                               f"nn.Linear(old_head.in_features, num_classes)")
         new.eval()
         with torch.no_grad():
-            logits = call_student(new, f"{where}, then the model on a batch of shape "
+            logits = call_student(new, f"the returned model on a batch of shape "
                                   f"{tuple(x.shape)}", x.clone())
         if not isinstance(logits, torch.Tensor):
             raise StudentError("the model's output should be a tensor")
@@ -511,7 +525,7 @@ def _groups_case(net: Net, base_lr: float, decay: float, n_frozen: int) -> Case:
         for stage in stages[:n_frozen]:
             for name in _stage_modules(stage):
                 model.get_submodule(name).requires_grad_(False)
-        groups = call_student(fn, where, model, list(stages), base_lr=base_lr, decay=decay)
+        groups = call_student(fn, CALL, model, list(stages), base_lr=base_lr, decay=decay)
         if not isinstance(groups, (list, tuple)) or not all(
                 isinstance(g, dict) and "params" in g and "lr" in g for g in groups):
             raise StudentError(f"`param_groups` should return a list of dicts, each with "
@@ -604,7 +618,7 @@ def _features_case(net: Net, x: torch.Tensor, mean: list[float], std: list[float
         fn = student_function(ns, "extract_features")
         model = net.build()
         before = {k: v.clone() for k, v in model.state_dict().items()}
-        out = call_student(fn, where, model, net.head, x.clone(), list(mean), list(std))
+        out = call_student(fn, CALL, model, net.head, x.clone(), list(mean), list(std))
         if not isinstance(out, torch.Tensor):
             raise StudentError(f"`extract_features` should return a tensor, got "
                                f"{type(out).__name__}")
@@ -714,12 +728,15 @@ def _probe_case(data: ProbeData) -> Case:
 
     def run(ns: Mapping[str, Any]) -> torch.Tensor:
         fn = student_function(ns, "fit_linear_probe")
-        probe = call_student(fn, where, data.train_x.clone(), data.train_y.clone(),
+        probe = call_student(fn, CALL, data.train_x.clone(), data.train_y.clone(),
                              data.num_classes, weight_decay=data.weight_decay)
         if not isinstance(probe, nn.Linear) or probe.weight.shape != (data.num_classes, d):
             raise StudentError(f"`fit_linear_probe` should return the fitted "
                                f"nn.Linear({d}, {data.num_classes}), got "
                                f"{reprlib.repr(probe)}")
+        if probe.bias is None:
+            raise StudentError("the probe should have a bias (b in the objective, which the "
+                               "penalty leaves out); it has none")
         with torch.no_grad():
             return torch.softmax(probe(data.test_x.clone()).double(), dim=1)
 

@@ -464,7 +464,15 @@ def _quant_cases(seed: int) -> list[Case]:
     cases.append(_qparams_case("an all-zero tensor (a fully pruned layer)", 0.0, 0.0))
     w = torch.randn(_randint(gen, 16, 64), _randint(gen, 16, 64), generator=gen) * 0.05
     w = w + _uniform(gen, -0.02, 0.02)
-    cases.append(_round_trip_case(w))
+    # no inner value halfway between two levels of the step its range gives (the extremes
+    # set that step and stay put; the others move towards the middle)
+    lo, hi = min(float(w.min()), 0.0), max(float(w.max()), 0.0)
+    step = (hi - lo) / (QMAX - QMIN)
+    t = w.double() / step
+    near = ((t - torch.floor(t)) - 0.5).abs() < 0.05
+    near &= (w != w.max()) & (w != w.min())
+    towards = torch.where(w < (lo + hi) / 2, 0.2, -0.2) * step
+    cases.append(_round_trip_case(torch.where(near, w + towards, w).float()))
     return cases
 
 
