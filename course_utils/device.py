@@ -68,7 +68,13 @@ def _this_process_cuda() -> torch.device:
     """'cuda', or under torchrun (several processes) the GPU numbered by ``LOCAL_RANK``, so
     that each process loads its data onto its own GPU (``course_utils.distributed``)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
-        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        local_rank, count = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+        if local_rank >= count:
+            raise DeviceError(f"torchrun started process {local_rank} of this machine, which "
+                              f"has {count} GPU(s): start at most {count} per machine "
+                              "(--nproc_per_node), or train on CPU processes with "
+                              "COURSE_DEVICE=cpu.")
+        return torch.device("cuda", local_rank)
     return torch.device("cuda")
 
 

@@ -244,25 +244,26 @@ class ShardedEvalLoader:
 
 
 def torchrun(script: str | os.PathLike, *args: str, nproc: int = 2, timeout_s: float = 120.0,
-             threads: int = 1) -> str:
+             threads: int = 1, env: dict[str, str] | None = None) -> str:
     """Run ``torchrun --standalone --nproc_per_node=nproc script args...`` and return (and
     print) its output; a failure or a hang past ``timeout_s`` raises with the output.
 
     What a notebook uses to start processes it cannot start inside its own kernel. Each
-    process gets ``threads`` CPU threads (``OMP_NUM_THREADS``); ``--standalone`` picks a free
-    port on this machine.
+    process gets ``threads`` CPU threads (``OMP_NUM_THREADS``) and this process's environment
+    plus ``env`` (e.g. ``{"COURSE_DEVICE": "cpu"}``); ``--standalone`` picks a free port on
+    this machine.
     """
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = str(threads)
+    torchrun_sets = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    environment = {k: v for k, v in os.environ.items() if k not in torchrun_sets}
+    environment |= {**(env or {}), "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={nproc}", str(script), *map(str, args)]
     try:
         run = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                             env=env)
+                             env=environment)
     except subprocess.TimeoutExpired:
         raise TimeoutError(f"torchrun did not finish within {timeout_s:g} s: "
                            f"{' '.join(command)}") from None
