@@ -321,9 +321,12 @@ class CompressedTensor:
 
     @property
     def table_bits(self) -> int:
-        """Bits of the two code tables: each symbol's code length, 5 bits apiece (codes here
-        are never longer than 31 bits), in symbol order."""
-        return 5 * (len(self.gaps_code) + len(self.values_code))
+        """Bits of the two code tables: a 5-bit code length (codes here are never longer than
+        31 bits) for every symbol of each alphabet, in symbol order, 0 for a symbol that does
+        not occur -- enough for a decoder to rebuild a canonical Huffman code with the same
+        lengths. The alphabets: gaps ``1 .. 2**gap_bits - 1``; values ``0`` (the filler) to
+        ``len(centroids)``."""
+        return 5 * ((2**self.gap_bits - 1) + (len(self.centroids) + 1))
 
     @property
     def total_bits(self) -> int:
@@ -409,11 +412,14 @@ def fake_quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------
 
 
-def latency(fn: Callable, *args: Any, min_run_time: float = 0.2) -> float:
-    """Median seconds of one ``fn(*args)`` call, by ``torch.utils.benchmark`` (no gradients).
+def latency(fn: Callable, *args: Any, min_run_time: float = 0.2, grad: bool = False) -> float:
+    """Median seconds of one ``fn(*args)`` call, by ``torch.utils.benchmark``.
 
     ``blocked_autorange`` repeats the call until ``min_run_time`` seconds have passed and
-    synchronizes CUDA itself. Compare two latencies measured in the same run, as a ratio.
+    synchronizes CUDA itself. It runs with as many threads as torch uses here
+    (``torch.get_num_threads()``; the benchmark Timer's own default is one thread), and
+    without gradients unless ``grad=True`` (to time a training step). Compare two latencies
+    measured in the same run, as a ratio.
     """
     import logging
 
@@ -424,8 +430,9 @@ def latency(fn: Callable, *args: Any, min_run_time: float = 0.2) -> float:
         from torch.utils import benchmark
     finally:
         quiet.setLevel(level)
-    with torch.no_grad():
-        timer = benchmark.Timer(stmt="fn(*args)", globals={"fn": fn, "args": args})
+    timer = benchmark.Timer(stmt="fn(*args)", globals={"fn": fn, "args": args},
+                            num_threads=torch.get_num_threads())
+    with torch.set_grad_enabled(grad):
         return timer.blocked_autorange(min_run_time=min_run_time).median
 
 

@@ -102,6 +102,7 @@ def test_compress_tensor_round_trips_and_counts_its_bits():
     gaps = Counter(C.huffman_decode(ct.gaps, ct.gaps_nbits, ct.gaps_code))
     assert max(gaps) <= 31
     assert ct.total_bits == (8 * (len(ct.gaps) + len(ct.values)) + 32 * 16 + ct.table_bits)
+    assert ct.table_bits == 5 * (31 + 17)  # a length for every gap 1..31 and value 0..16
     assert 32 * w.numel() / ct.total_bits > 10
 
 
@@ -141,6 +142,21 @@ def test_compressed_model_size_and_explorer_grid():
 
 def test_latency_and_torchao_message():
     assert C.latency(torch.mm, torch.ones(8, 8), torch.ones(8, 8), min_run_time=0.01) > 0
+    seen = {}
+
+    def record(x):
+        seen["threads"], seen["grad"] = torch.get_num_threads(), torch.is_grad_enabled()
+        return x
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        C.latency(record, 1, min_run_time=0.001)
+        assert seen == {"threads": 2, "grad": False}  # torch's thread count, not Timer's 1
+        C.latency(record, 1, min_run_time=0.001, grad=True)
+        assert seen["grad"]
+    finally:
+        torch.set_num_threads(before)
     try:
         C.require_torchao()
     except ImportError as error:
