@@ -530,6 +530,16 @@ class SourceModel:
     standin: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """A short line that names this source in a figure's title: the course's own
+        pretraining, on which data (the dataset's name says when it is the offline
+        stand-in) and which classes."""
+        dataset = self.meta.get("dataset", "")
+        classes = _ranges(self.spec.classes) if self.spec else ""
+        where = f" on {dataset}" + (f", classes {classes}" if classes else "") if dataset else ""
+        return f"source: {STANDIN_NOTE}{where}"
+
     def fresh_copy(self) -> nn.Module:
         """An independent copy of the pretrained network (train mode, all trainable)."""
         import copy
@@ -828,7 +838,10 @@ def torchvision_source(arch: str = "resnet18", weights: str = "DEFAULT", *,
         reason = "COURSE_OFFLINE is set"
     else:
         try:
-            with contextlib.redirect_stderr(io.StringIO()):  # torch.hub announces the URL
+            # torch.hub announces the download (and its local path) on stdout or stderr,
+            # depending on the version: the one line below says what happened instead
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):
                 state = chosen.get_state_dict(progress=False, check_hash=True,
                                               model_dir=str(data_dir() / "torchvision"))
             model = torchvision.models.get_model(arch, weights=None)

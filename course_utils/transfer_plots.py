@@ -50,11 +50,17 @@ def _strategies(records: Sequence[Record]) -> list[str]:
 
 
 def plot_decision_table(records: Sequence[Record], few: int, lots: int, *,
-                        baseline: str = "scratch", title: str = ""):
+                        baseline: str = "scratch", title: str = "",
+                        advice: Mapping[tuple[str, str], str] | None = None):
     """The 2x2 decision table as one heat map: a column per cell ({similar, different} x
     {``few``, ``lots``} labels per class), a row per strategy. Each square shows the mean
     test accuracy over seeds (and its spread); its colour is the difference to
-    ``baseline`` (green: better than training from scratch, red: worse)."""
+    ``baseline`` (green: better than training from scratch, red: worse). A solid box marks
+    the best mean of each column; ``advice`` -- ``{(kind, "few" or "lots"): strategy}`` --
+    puts a dashed box on the strategy the textbook table recommends for that cell."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
     plt = _pyplot()
     stats = summarize_runs(records)
     strategies = _strategies(records)
@@ -64,19 +70,36 @@ def plot_decision_table(records: Sequence[Record], few: int, lots: int, *,
     base = np.array([stats[(k, n, baseline)][0] for (k, n) in cells])
     gain = acc - base
     span = max(0.05, float(np.abs(gain).max()))
-    fig, ax = plt.subplots(figsize=(6.5, 0.55 * len(strategies) + 1.8))
+    fig, ax = plt.subplots(figsize=(6.5, 0.55 * len(strategies) + 2.3))
     im = ax.imshow(100 * gain, cmap="RdYlGn", vmin=-100 * span, vmax=100 * span, aspect="auto")
     for i in range(len(strategies)):
         for j in range(len(cells)):
             ax.text(j, i, f"{100 * acc[i, j]:.0f}%\n±{100 * sd[i, j]:.0f}", ha="center",
                     va="center", fontsize=8)
+    for j in range(len(cells)):  # the measured best of each column
+        ax.add_patch(Rectangle((j - 0.47, int(acc[:, j].argmax()) - 0.47), 0.94, 0.94,
+                               fill=False, lw=2, ec="black"))
+    for (kind, size), strategy in (advice or {}).items():
+        j = cells.index((kind, few if size == "few" else lots))
+        ax.add_patch(Rectangle((j - 0.40, strategies.index(strategy) - 0.40), 0.80, 0.80,
+                               fill=False, lw=1.5, ec="navy", ls="--"))
     short = {"similar": "similar", "different": "very different"}
-    labels = [f"{short.get(k, k)}\n{n} per class" for k, n in cells]
+    amount = {few: "very little", lots: "quite a lot"}
+    labels = [f"{short.get(k, k)}\n{amount[n]}\n$n_{{\\mathrm{{lab}}}}$ = {n}"
+              for k, n in cells]
     ax.set_xticks(range(len(cells)), labels, fontsize=8)
     ax.set_yticks(range(len(strategies)), strategies, fontsize=9)
+    ax.set_xlabel("cell of the table: target vs source, labelled target data", fontsize=8)
+    ax.set_ylabel("strategy", fontsize=8)
     bar = fig.colorbar(im, ax=ax, fraction=0.04)
     bar.set_label(f"accuracy minus {baseline} (points)", fontsize=8)
-    ax.set_title(title or "Test accuracy by strategy (mean ± sd over seeds)", fontsize=10)
+    handles = [Line2D([], [], color="black", lw=2, label="best mean in the column")]
+    if advice:
+        handles.append(Line2D([], [], color="navy", lw=1.5, ls="--",
+                              label="the textbook table's advice"))
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.36),
+              ncol=len(handles), frameon=False)
+    ax.set_title(title or "Test accuracy by strategy (mean ± sd over seeds)", fontsize=9)
     fig.tight_layout()
     plt.close(fig)
     return fig
