@@ -10,8 +10,8 @@ Chapter 5 takes one small trained network and compresses it page after page; wha
 - :func:`prune_weights`, :func:`sparsity`, :func:`make_pruning_permanent`: magnitude pruning
   with ``torch.nn.utils.prune`` (per layer or global), and how much of a model is zero.
 - :func:`kmeans_share`: weight sharing by k-means clustering (scikit-learn's ``KMeans``).
-- :func:`huffman_code`, :func:`huffman_encode`, :func:`huffman_decode`: Huffman coding,
-  written by hand (why: see :func:`huffman_code`).
+- :func:`huffman_code`, :func:`canonical_code`, :func:`huffman_encode`, :func:`huffman_decode`:
+  Huffman coding, written by hand (why: see :func:`huffman_code`).
 - :func:`compress_tensor` / :class:`CompressedTensor`: the deep-compression pipeline for one
   weight tensor (prune, share, Huffman-code values and positions), with the bytes it writes.
 - :func:`fake_quantize`: uniform ``bits``-bit quantization of a tensor, per output channel,
@@ -263,6 +263,23 @@ def huffman_code(counts: dict[Hashable, int] | Iterable[Hashable]) -> dict[Hasha
     return heap[0][2]
 
 
+def canonical_code(code: dict[Hashable, str]) -> dict[Hashable, str]:
+    """The canonical prefix code with the same code lengths as ``code`` (sortable symbols).
+
+    Symbols sorted by (length, symbol) get consecutive binary numbers, shifted left whenever
+    the length grows. A decoder needs only each symbol's code length to rebuild it, which is
+    why a compressed file stores lengths, not code words (DEFLATE does the same).
+    """
+    out: dict[Hashable, str] = {}
+    value, previous = 0, 0
+    for symbol in sorted(code, key=lambda s: (len(code[s]), s)):
+        length = len(code[symbol])
+        value <<= length - previous
+        out[symbol] = format(value, f"0{length}b")
+        value, previous = value + 1, length
+    return out
+
+
 def huffman_bits(symbols: Sequence[Hashable] | dict[Hashable, int]) -> int:
     """Total length in bits of ``symbols`` (or of these counts) under their Huffman code."""
     counts = dict(symbols) if isinstance(symbols, dict) else dict(Counter(symbols))
@@ -369,7 +386,9 @@ def compress_tensor(weight: torch.Tensor, clusters: int, gap_bits: int = 5,
         gaps.append(p - previous)
         values.append(int(flat[p]) + 1)  # 1..clusters; 0 is the filler
         previous = p
-    gaps_code, values_code = huffman_code(gaps), huffman_code(values)
+    # canonical codes: the stored code lengths (``table_bits``) are all a decoder needs
+    gaps_code = canonical_code(huffman_code(gaps))
+    values_code = canonical_code(huffman_code(values))
     g, g_bits = huffman_encode(gaps, gaps_code)
     v, v_bits = huffman_encode(values, values_code)
     return CompressedTensor(tuple(weight.shape), centroids, gap_bits, g, g_bits, gaps_code,

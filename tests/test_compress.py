@@ -91,6 +91,17 @@ def test_huffman_is_optimal_and_round_trips():
         C.huffman_code({})
 
 
+def test_canonical_code_keeps_lengths_and_is_prefix_free():
+    counts = {3: 40, 1: 25, 7: 20, 2: 10, 5: 5}
+    code = C.huffman_code(counts)
+    canon = C.canonical_code(code)
+    assert {s: len(c) for s, c in canon.items()} == {s: len(c) for s, c in code.items()}
+    words = sorted(canon.values())
+    assert not any(b.startswith(a) for a, b in zip(words[:-1], words[1:], strict=True))
+    data, n = C.huffman_encode([3, 1, 7, 2, 5, 3], canon)
+    assert C.huffman_decode(data, n, canon) == [3, 1, 7, 2, 5, 3]
+
+
 def test_compress_tensor_round_trips_and_counts_its_bits():
     torch.manual_seed(0)
     w = torch.randn(64, 200)
