@@ -39,6 +39,7 @@ from torch.nn.utils import prune
 
 from .models import dropout_cnn
 from .plots import _pyplot
+from .profile import get_profile
 from .seed import seed_everything
 from .train import evaluate, fit
 from .widgets import _Interactive
@@ -522,15 +523,20 @@ class CompressionExplorer(_Interactive):
     of a trained model, without fine-tuning, and evaluates it on ``data.test``. The figure
     shows accuracy against bits per weight for a grid of sparsities, and accuracy against
     stored size (:func:`compressed_model`), with the current setting marked. Results are cached.
+    The ``smoke`` profile (CI) draws a coarser grid (``SMOKE_GRID``), to stay within its time.
     """
 
     description = "Compression explorer"
     SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95)
     BIT_CHOICES = (1, 2, 3, 4, 6, 8, 32)
+    SMOKE_GRID = ((0.0, 0.5, 0.8, 0.95), (1, 2, 4, 8, 32))
 
     def __init__(self, model: nn.Module, data: Any, sparsity: float = 0.8,
                  bits: int = 4) -> None:
         import ipywidgets as W
+
+        if get_profile().name == "smoke":
+            self.SPARSITIES, self.BIT_CHOICES = self.SMOKE_GRID
 
         if sparsity not in self.SPARSITIES or bits not in self.BIT_CHOICES:
             raise ValueError(f"sparsity must be one of {self.SPARSITIES} and bits one of "
