@@ -38,6 +38,8 @@ VARIANTS: list[Variant] = [
        ("    head = model.get_submodule(head_name)\n",
         "    transfer.freeze(model)  # the course's helper\n"
         "    head = model.get_submodule(head_name)\n")),
+    _v("SGD without momentum", "freeze_all_but_head", "q1",
+       ("SGD(still_trainable, lr=lr, momentum=0.9)", "SGD(still_trainable, lr=lr)")),
     # q2: replace the head
     _v("head not replaced (only out_features changed)", "replace_head", "q2",
        ("    setattr(parent, attribute, nn.Linear(old_head.in_features, num_classes))\n",
@@ -51,6 +53,11 @@ VARIANTS: list[Variant] = [
        ("nn.Linear(old_head.in_features, num_classes))",
         "nn.Sequential(nn.Linear(old_head.in_features, num_classes), nn.Softmax(dim=1)))")),
     _v("model not returned", "replace_head", "q2", ("    return model\n", "")),
+    _v("the new head returned instead of the model", "replace_head", "q2",
+       ("    return model\n", "    return model.get_submodule(head_name)\n")),
+    _v("new head set as a new attribute `fc` (an nn.Sequential appends it)", "replace_head",
+       "q2", ("setattr(parent, attribute, nn.Linear(old_head.in_features, num_classes))",
+              "model.fc = nn.Linear(old_head.in_features, num_classes)")),
     # q3: discriminative learning rates
     _v("learning rates swapped between the groups (largest on the stem)", "param_groups", "q3",
        ("enumerate(reversed(stages))", "enumerate(stages)")),
@@ -64,6 +71,8 @@ VARIANTS: list[Variant] = [
        ("base_lr * decay**k", "base_lr * decay ** min(k, 1)")),
     _v("the head's rate decayed too (off by one stage)", "param_groups", "q3",
        ("base_lr * decay**k", "base_lr * decay ** (k + 1)")),
+    _v("a stage given as a tuple passed to get_submodule whole", "param_groups", "q3",
+       ("names = [stage] if isinstance(stage, str) else list(stage)", "names = [stage]")),
     # q4: feature extraction
     _v("BN in train mode during feature extraction (no model.eval())", "extract_features", "q4",
        ("    model.eval()\n", "")),
@@ -87,6 +96,12 @@ VARIANTS: list[Variant] = [
     _v("probe without a bias", "fit_linear_probe", "q5",
        ("nn.Linear(features.shape[1], num_classes)",
         "nn.Linear(features.shape[1], num_classes, bias=False)")),
+    _v("probe's bias penalized too", "fit_linear_probe", "q5",
+       ("probe.weight.square().sum())", "sum(p.square().sum() for p in probe.parameters()))")),
+    _v("probe penalty without the 1/2", "fit_linear_probe", "q5",
+       ("weight_decay / 2 * probe.weight", "weight_decay * probe.weight")),
+    _v("L-BFGS left at its default max_iter (20)", "fit_linear_probe", "q5",
+       ("max_iter=500, ", "")),
     _v("probe fitted with scikit-learn", "fit_linear_probe", "q5",
        ("def fit_linear_probe(", "import sklearn.linear_model\n\n\ndef fit_linear_probe("),
        ("    lbfgs.step(closure)\n",
@@ -95,6 +110,64 @@ VARIANTS: list[Variant] = [
 ]
 
 HANGING_FREEZE = swallowing_hang("def freeze_all_but_head(model, head_name, lr):")
+
+# More correct answers written another way: a set of parameter ids, assignment into
+# ``_modules``, groups from a generator with stages left out afterwards, a forward hook on the
+# module before the head (its output is what the head receives), and L-BFGS at its default
+# tolerances with max_iter raised as the notebook says.
+HONEST_FORMS_2 = '''
+def freeze_all_but_head(model, head_name, lr):
+    head = model.get_submodule(head_name)
+    keep = {id(p) for p in head.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+    model.train(False)
+    head.train(True)
+    return torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
+
+def replace_head(model, head_name, num_classes):
+    names = head_name.split(".")
+    parent = model
+    for n in names[:-1]:
+        parent = parent._modules[n]
+    old = parent._modules[names[-1]]
+    parent._modules[names[-1]] = nn.Linear(old.in_features, num_classes)
+    return model
+
+def param_groups(model, stages, base_lr, decay):
+    n = len(stages)
+    groups = []
+    for i, stage in enumerate(stages):
+        mods = [stage] if isinstance(stage, str) else list(stage)
+        params = (p for m in mods for p in model.get_submodule(m).parameters()
+                  if p.requires_grad)
+        groups.append({"params": list(params), "lr": base_lr * decay ** (n - 1 - i)})
+    return [g for g in groups if g["params"]]
+
+def extract_features(model, head_name, images, mean, std):
+    names = [n for n, _ in model.named_modules()]
+    before = model.get_submodule(names[names.index(head_name) - 1])
+    out = {}
+    handle = before.register_forward_hook(lambda m, i, o: out.update(f=o))
+    model.eval()
+    x = (images - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    with torch.inference_mode():
+        model(x)
+    handle.remove()
+    return out["f"].flatten(1).clone()
+
+def fit_linear_probe(features, labels, num_classes, weight_decay):
+    probe = nn.Linear(features.shape[1], num_classes)
+    opt = torch.optim.LBFGS(probe.parameters(), line_search_fn="strong_wolfe", max_iter=300)
+    def closure():
+        opt.zero_grad()
+        penalty = 0.5 * weight_decay * (probe.weight ** 2).sum()
+        loss = F.cross_entropy(probe(features), labels) + penalty
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return probe
+'''
 
 # Correct answers written another way; all must get full marks: a name-prefix loop with
 # filter() for the optimizer, a walk to the parent with item assignment into a Sequential,

@@ -46,6 +46,8 @@ VARIANTS: list[Variant] = [
        ("torch.round(x / scale)", "torch.trunc(x / scale)")),
     _v("dequantize forgets the zero point", "dequantize", "q2",
        ("(q.float() - zero_point) * scale", "q.float() * scale")),
+    _v("dequantize in int8 arithmetic (q - zero_point wraps around)", "dequantize", "q2",
+       ("(q.float() - zero_point) * scale", "((q - zero_point) * scale).float()")),
     _v("range not widened to include zero", "qparams", "q2",
        ("lo, hi = min(x_min, 0.0), max(x_max, 0.0)", "lo, hi = x_min, x_max")),
     _v("qparams zero point with the wrong sign", "qparams", "q2",
@@ -68,6 +70,8 @@ VARIANTS: list[Variant] = [
     _v("nearest centroid by signed difference", "share_weights", "q3",
        ("(values[:, None] - c[None, :]).abs().argmin(dim=1)",
         "(values[:, None] - c[None, :]).argmin(dim=1)")),
+    _v("k-means on the magnitudes |w|, not the weights", "share_weights", "q3",
+       ("values = weight[keep].double()", "values = weight[keep].abs().double()")),
     # q4: Huffman coding
     _v("Huffman built on the wrong frequencies (every symbol once)", "huffman_bits", "q4",
        ("counts = counts.tolist()", "counts = [1] * len(values)")),
@@ -82,6 +86,15 @@ VARIANTS: list[Variant] = [
     _v("code lengths not weighted by the counts", "huffman_bits", "q4",
        ("sum(n * length for n, length in zip(counts, lengths, strict=True))",
         "sum(lengths)")),
+    _v("heap entries that compare the groups when two counts tie", "huffman_bits", "q4",
+       ("heap = [(c, i, [i]) for i, c in enumerate(counts)]",
+        'heap = [(c, {"group": [i]}) for i, c in enumerate(counts)]'),
+       ("c1, _, group1 = heapq.heappop(heap)",
+        'c1, node1 = heapq.heappop(heap)\n        group1 = node1["group"]'),
+       ("c2, _, group2 = heapq.heappop(heap)",
+        'c2, node2 = heapq.heappop(heap)\n        group2 = node2["group"]'),
+       ("heapq.heappush(heap, (c1 + c2, order, group1 + group2))",
+        'heapq.heappush(heap, (c1 + c2, {"group": group1 + group2}))')),
     # q5: Winograd
     _v("Winograd input transform transposed (1-D)", "winograd_1d", "q5",
        ("(tiles @ BT.T)", "(tiles @ BT)")),
@@ -115,6 +128,11 @@ VARIANTS: list[Variant] = [
         "(1 - alpha) * temperature**2 * kl + alpha * hard")),
     _v("KL divergence the wrong way round", "distillation_loss", "q6",
        ("(log_p_t.exp() * (log_p_t - log_p_s))", "(log_p_s.exp() * (log_p_s - log_p_t))")),
+    _v("F.kl_div on log-probabilities without log_target=True", "distillation_loss", "q6",
+       ("kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1).mean()",
+        "kl = F.kl_div(log_p_s, log_p_t, reduction='batchmean')")),
+    _v("hard-label term not weighted by (1 - alpha)", "distillation_loss", "q6",
+       ("+ (1 - alpha) * hard", "+ hard")),
     _v("loss detached from the student's logits", "distillation_loss", "q6",
        ("return alpha * temperature**2 * kl + (1 - alpha) * hard",
         "return torch.tensor((alpha * temperature**2 * kl + (1 - alpha) * hard).item())")),
@@ -216,9 +234,105 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature, alpha
 }
 
 
-def honest_forms():
-    """The solution's answers, each replaced by one of :data:`HONEST_FORMS`."""
+HONEST_FORMS_2 = {  # more correct answers in other forms: all get full marks
+    "magnitude_prune_mask": '''
+def magnitude_prune_mask(weight, sparsity):
+    """Python's sorted() is stable too."""
+    n = weight.numel()
+    flat = weight.flatten().tolist()
+    pruned = sorted(range(n), key=lambda i: abs(flat[i]))[:round(sparsity * n)]
+    mask = torch.ones(n)
+    mask[pruned] = 0.0
+    return mask.reshape(weight.shape).to(weight.dtype)
+''',
+    "quantize": '''
+def qparams(x_min, x_max):
+    lo, hi = min(0.0, x_min), max(0.0, x_max)
+    scale = (hi - lo) / 255.0
+    if scale < torch.finfo(torch.float32).eps:
+        scale = float(torch.finfo(torch.float32).eps)
+    return scale, round(-lo / scale) - 128
+
+
+def quantize(x, scale, zero_point):
+    """Rounding half up: the same as round-half-even away from exact ties."""
+    q = torch.floor(x / scale + 0.5) + zero_point
+    return torch.clamp(q, min=-128, max=127).to(torch.int8)
+
+
+def dequantize(q, scale, zero_point):
+    return scale * (q.to(torch.int32) - zero_point).to(torch.float32)
+''',
+    "share_weights": '''
+def share_weights(weight, centroids, n_iter):
+    """Stops early once the assignment no longer changes (so does scikit-learn)."""
+    nz = weight.nonzero(as_tuple=True)
+    v = weight[nz].double()
+    c = centroids.double().clone()
+    labels = None
+    for _ in range(n_iter):
+        new = torch.cdist(v[:, None], c[:, None]).argmin(1)
+        if labels is not None and torch.equal(new, labels):
+            break
+        labels = new
+        c = torch.stack([v[labels == j].mean() for j in range(len(c))])
+    labels = torch.cdist(v[:, None], c[:, None]).argmin(1)
+    shared = weight.clone()
+    shared[nz] = c[labels].to(weight.dtype)
+    return shared, c
+''',
+    "huffman_bits": '''
+def huffman_bits(symbols):
+    """An explicit tree, then the depth of every leaf."""
+    counts = torch.bincount(symbols - symbols.min())
+    counts = [int(n) for n in counts if n > 0]
+    if len(counts) == 1:
+        return counts[0]
+    nodes = [(n, i, None) for i, n in enumerate(counts)]
+    heapq.heapify(nodes)
+    uid = len(nodes)
+    while len(nodes) > 1:
+        a, b = heapq.heappop(nodes), heapq.heappop(nodes)
+        heapq.heappush(nodes, (a[0] + b[0], uid, (a, b)))
+        uid += 1
+
+    def walk(node, depth):
+        if node[2] is None:
+            return node[0] * depth
+        return walk(node[2][0], depth + 1) + walk(node[2][1], depth + 1)
+
+    return walk(nodes[0], 0)
+''',
+    "winograd_1d": '''
+def winograd_1d(x, w):
+    tiles = torch.stack([x[i:i + 4] for i in range(0, len(x) - 2, 2)])
+    return torch.einsum("ai,ti->ta", AT, (G @ w) * torch.einsum("ai,ti->ta", BT, tiles)).reshape(-1)
+
+
+def winograd_2d(x, w):
+    """einsum throughout; the channel sum after the output transform (it is linear)."""
+    U = torch.einsum("ai,ocij,bj->ocab", G, w, G)
+    t = x.unfold(1, 4, 2).unfold(2, 4, 2)
+    V = torch.einsum("ai,cxyij,bj->cxyab", BT, t, BT)
+    Y = torch.einsum("ai,ocxyij,bj->ocxyab", AT, U[:, :, None, None] * V[None], AT).sum(1)
+    o, r, s = Y.shape[:3]
+    return Y.transpose(2, 3).reshape(o, 2 * r, 2 * s)
+''',
+    "distillation_loss": '''
+def distillation_loss(student_logits, teacher_logits, labels, temperature, alpha):
+    """kl_div summed, then divided by the batch size; the hard term by nll_loss."""
+    t = temperature
+    kl = F.kl_div(F.log_softmax(student_logits / t, -1), F.log_softmax(teacher_logits / t, -1),
+                  reduction="sum", log_target=True) / student_logits.shape[0]
+    hard = F.nll_loss(F.log_softmax(student_logits, -1), labels)
+    return alpha * t * t * kl + (1 - alpha) * hard
+''',
+}
+
+
+def honest_forms(forms: dict[str, str] = HONEST_FORMS):
+    """The solution's answers, each replaced by one of ``forms``."""
     nb = answers_only(solution())
-    for function, source in HONEST_FORMS.items():
+    for function, source in forms.items():
         replace_cell(nb, function, source.strip())
     return nb

@@ -22,6 +22,7 @@ from grading_fixtures_a04 import (
     FILES,
     HANGING_FREEZE,
     HONEST_FORMS,
+    HONEST_FORMS_2,
     VARIANTS,
     answers_only,
     solution,
@@ -51,10 +52,14 @@ def expected():
     return cases
 
 
-def grade_in_process(namespace: dict, expected: dict, fork: bool = True) -> dict:
-    """Each question as the grader runs it (``fork=False``: the child's work, in-process)."""
+def grade_in_process(namespace: dict, expected: dict, fork: bool = True,
+                     only: tuple[str, ...] = ()) -> dict:
+    """Each question (or ``only`` these) as the grader runs it (``fork=False``: the child's
+    work, in-process)."""
     results = {}
     for q in AUTO:
+        if only and q.id not in only:
+            continue
         fresh = q.cases(grade.GRADE_SEED)  # no expected value in the child's cases
         report = probe_question(namespace, q, fresh, timeout=60) if fork else \
             run_question(namespace, q, fresh, enforce=False)
@@ -96,9 +101,10 @@ def test_wrong_answer_loses_marks_only_on_its_question(variant, expected):
             assert result.score == result.points, f"{variant.name} also broke {qid}"
 
 
-def test_honest_answers_in_other_forms_get_full_marks(expected):
+@pytest.mark.parametrize("forms", [HONEST_FORMS, HONEST_FORMS_2], ids=["forms1", "forms2"])
+def test_honest_answers_in_other_forms_get_full_marks(forms, expected):
     namespace = definitions(solution())
-    exec(HONEST_FORMS, namespace)
+    exec(forms, namespace)
     for result in grade_in_process(namespace, expected, fork=False).values():
         assert result.status == "passed", result.feedback()
 
@@ -130,12 +136,21 @@ def test_feedback_names_the_mistake(expected):
         "BN in train mode during feature extraction (no model.eval())":
             ("q4", "model.eval()"),
         "autograd left on during extraction": ("q4", "torch.no_grad()"),
-        "probe loss summed over the examples, not averaged": ("q5", "*mean* cross-entropy"),
+        "probe loss summed over the examples, not averaged": ("q5", "summed over the examples"),
         "probe stopped after 3 iterations": ("q5", "run the optimizer to convergence"),
+        "SGD without momentum": ("q1", "momentum is [0.0], expected 0.9"),
+        "the new head returned instead of the model": ("q2", "got a single Linear"),
+        "new head set as a new attribute `fc` (an nn.Sequential appends it)":
+            ("q2", "the model gained a module `fc`"),
+        "a stage given as a tuple passed to get_submodule whole":
+            ("q3", "a tuple of module names"),
+        "probe's bias penalized too": ("q5", "the bias is penalized too"),
+        "probe penalty without the 1/2": ("q5", "(it is weight_decay / 2 * ||W||^2)"),
+        "L-BFGS left at its default max_iter (20)": ("q5", "20 by default"),
     }
     for name, (qid, text) in cases.items():
         result = grade_in_process(definitions(with_bug(solution(), _variant(name))),
-                                  expected, fork=False)[qid]
+                                  expected, fork=False, only=(qid,))[qid]
         assert text in result.feedback(), (name, result.feedback())
 
 

@@ -21,6 +21,8 @@ from grading_fixtures_a05 import (
     ASSIGNMENT,
     FILES,
     HANGING_HUFFMAN,
+    HONEST_FORMS,
+    HONEST_FORMS_2,
     VARIANTS,
     answers_only,
     honest_forms,
@@ -79,10 +81,14 @@ def test_solution_scores_full_marks_on_the_check_inputs_too():
         assert judge(q, cases, report["outcomes"]).status == "passed"
 
 
-def test_correct_answers_in_other_forms_get_full_marks(expected):
+@pytest.mark.parametrize("forms", [HONEST_FORMS, HONEST_FORMS_2], ids=["forms1", "forms2"])
+def test_correct_answers_in_other_forms_get_full_marks(forms, expected):
     """A boolean mask, numpy qparams, float32 k-means, the merged-node Huffman total, loops
-    over tiles, F.kl_div with probabilities as the target."""
-    for result in grade_in_process(definitions(honest_forms()), expected, fork=False).values():
+    over tiles, F.kl_div with probabilities as the target; Python's sorted(), rounding half
+    up, int32 dequantization, k-means that stops early, an explicit Huffman tree, einsum
+    Winograd, kl_div summed and divided by the batch."""
+    for result in grade_in_process(definitions(honest_forms(forms)), expected,
+                                   fork=False).values():
         assert result.status == "passed", result.feedback()
 
 
@@ -132,6 +138,11 @@ def test_feedback_names_the_mistake(expected):
         "softmax instead of log-softmax on the student": ("q6", "not a log-softmax"),
         "Winograd with a flipped filter (convolution, not cross-correlation)":
             ("q5", "convolution with the flipped filter"),
+        "dequantize in int8 arithmetic (q - zero_point wraps around)": ("q2", "wraps around"),
+        "heap entries that compare the groups when two counts tie":
+            ("q4", "put a unique number second"),
+        "F.kl_div on log-probabilities without log_target=True": ("q6", "log_target=True"),
+        "hard-label term not weighted by (1 - alpha)": ("q6", "not weighted by (1 - alpha)"),
     }
     for name, (qid, text) in cases.items():
         result = grade_in_process(definitions(with_bug(solution(), _variant(name))),

@@ -52,7 +52,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import Assignment, Case, Question, StudentError, call_student, student_function
+from .core import (
+    Assignment,
+    Case,
+    Question,
+    StudentError,
+    call_student,
+    describe_exception,
+    student_function,
+)
 
 MOMENTUM = 0.9  # the SGD momentum question 1 asks for (its first step equals plain SGD's)
 CALL = "the call above"  # the test's label shows the call; an error message need not repeat it
@@ -412,16 +420,32 @@ def _replace_case(net: Net, num_classes: int, x: torch.Tensor, frozen: bool) -> 
         if frozen:
             model.requires_grad_(False)
         in_features = model.get_submodule(net.head).in_features
+        modules_before = {name for name, _ in model.named_modules()}
         new = call_student(fn, CALL, model, net.head, num_classes)
         if not isinstance(new, nn.Module):
             extra = " (did you forget `return model`?)" if new is None else ""
             raise StudentError(f"`replace_head` should return the model (an "
                                f"nn.Module), got {type(new).__name__}{extra}")
+        if isinstance(new, nn.Linear) and not isinstance(model, nn.Linear):
+            raise StudentError(f"`replace_head` should return the model (the whole network, "
+                               f"with its new head), got a single {type(new).__name__}"
+                               f"({new.in_features}, {new.out_features}): return model")
         try:
             head = new.get_submodule(net.head)
         except AttributeError:
             raise StudentError(f"the returned model has no module `{net.head}` any "
                                "more: put the new head where the old one was") from None
+        inside = (net.head, net.head + ".")
+        added = [name for name, _ in new.named_modules()
+                 if name not in modules_before and not name.startswith(inside)]
+        if added:
+            parent, _, last = net.head.rpartition(".")
+            raise StudentError(
+                f"the model gained a module `{added[0]}` that it did not have, and the forward "
+                f"pass runs it too (setting a new attribute on an nn.Sequential appends a "
+                f"layer). Hint: replace the module `{net.head}` itself, on its parent ("
+                f"{'the model itself' if not parent else f'`{parent}`'}): "
+                f"setattr(parent, {last!r}, new_layer)")
         if not isinstance(head, nn.Linear):
             raise StudentError(f"the module at `{net.head}` should be one nn.Linear, "
                                f"got {type(head).__name__} (no softmax: the loss applies it)")
@@ -430,9 +454,12 @@ def _replace_case(net: Net, num_classes: int, x: torch.Tensor, frozen: bool) -> 
                                f"body gives each image, but takes {head.in_features}: "
                                f"nn.Linear(old_head.in_features, num_classes)")
         new.eval()
-        with torch.no_grad():
-            logits = call_student(new, f"the returned model on a batch of shape "
-                                  f"{tuple(x.shape)}", x.clone())
+        try:
+            with torch.no_grad():
+                logits = new(x.clone())
+        except Exception as error:  # noqa: BLE001 - the student's model; its error is feedback
+            raise StudentError(f"the returned model fails on a batch of shape "
+                               f"{tuple(x.shape)}: {describe_exception(error)}") from None
         if not isinstance(logits, torch.Tensor):
             raise StudentError("the model's output should be a tensor")
         head_keys = set(_head_names(new, net.head, "state"))
@@ -525,7 +552,14 @@ def _groups_case(net: Net, base_lr: float, decay: float, n_frozen: int) -> Case:
         for stage in stages[:n_frozen]:
             for name in _stage_modules(stage):
                 model.get_submodule(name).requires_grad_(False)
-        groups = call_student(fn, CALL, model, list(stages), base_lr=base_lr, decay=decay)
+        try:
+            groups = call_student(fn, CALL, model, list(stages), base_lr=base_lr, decay=decay)
+        except StudentError as error:
+            if "tuple" not in str(error):
+                raise
+            raise StudentError(f"{error}. Hint: a stage is a module name or a tuple of module "
+                               "names, e.g. ('conv1', 'bn1'): take the parameters of every "
+                               "module it names") from None
         if not isinstance(groups, (list, tuple)) or not all(
                 isinstance(g, dict) and "params" in g and "lr" in g for g in groups):
             raise StudentError(f"`param_groups` should return a list of dicts, each with "
@@ -711,14 +745,39 @@ def _probe_data(gen: torch.Generator) -> ProbeData:
     return ProbeData(train_x, train_y, test_x, k, round(_log_uniform(gen, 0.01, 0.1), 4))
 
 
-def _probe_reference(data: ProbeData) -> torch.Tensor:
-    """Class probabilities on the test features of the penalized logistic regression."""
+def _sklearn_probe(data: ProbeData, c: float, penalize_bias: bool = False) -> torch.Tensor:
+    """Test-point probabilities of scikit-learn's logistic regression with inverse penalty
+    ``c`` (``penalize_bias``: the bias as the weight of a constant feature, penalized)."""
+    import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    n = len(data.train_y)
-    model = LogisticRegression(C=1.0 / (data.weight_decay * n), tol=1e-10, max_iter=10_000)
-    model.fit(data.train_x.double().numpy(), data.train_y.numpy())
-    return torch.from_numpy(model.predict_proba(data.test_x.double().numpy()))
+    x, x_test = data.train_x.double().numpy(), data.test_x.double().numpy()
+    if penalize_bias:
+        x, x_test = (np.hstack([a, np.ones((len(a), 1))]) for a in (x, x_test))
+    model = LogisticRegression(C=c, tol=1e-10, max_iter=10_000, fit_intercept=not penalize_bias)
+    model.fit(x, data.train_y.numpy())
+    return torch.from_numpy(model.predict_proba(x_test))
+
+
+# Classic mistakes in the probe's objective, as scikit-learn's C for the same data (N
+# examples, penalty weight lambda): the message names the one a student's answer matches.
+PROBE_MISTAKES = {
+    "the bias is penalized too (the penalty covers the weights W only)":
+        lambda lam, n: (1.0 / (lam * n), True),
+    "the penalty is weight_decay * ||W||^2 (it is weight_decay / 2 * ||W||^2)":
+        lambda lam, n: (1.0 / (2 * lam * n), False),
+    "the cross-entropy is summed over the examples (it is the mean)":
+        lambda lam, n: (1.0 / lam, False),
+}
+
+
+def _probe_reference(data: ProbeData) -> dict[str, Any]:
+    """Class probabilities on the test features of the penalized logistic regression, and
+    what the classic mistakes give."""
+    lam, n = data.weight_decay, len(data.train_y)
+    return {"p": _sklearn_probe(data, 1.0 / (lam * n)),
+            "mistakes": {why: _sklearn_probe(data, *spec(lam, n))
+                         for why, spec in PROBE_MISTAKES.items()}}
 
 
 def _probe_case(data: ProbeData) -> Case:
@@ -740,17 +799,23 @@ def _probe_case(data: ProbeData) -> Case:
         with torch.no_grad():
             return torch.softmax(probe(data.test_x.clone()).double(), dim=1)
 
-    def compare(got: Any, expected: torch.Tensor) -> str | None:
-        message = compare_tensor(got, expected, what="the probe's probability p",
-                                 atol=5e-3, rtol=0)
-        if message is None or not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+    def compare(got: Any, expected: dict[str, Any]) -> str | None:
+        best = expected["p"]
+        message = compare_tensor(got, best, what="the probe's probability p", atol=5e-3,
+                                 rtol=0)
+        if message is None or not isinstance(got, torch.Tensor) or got.shape != best.shape:
             return message
-        sharper = bool(got.max(dim=1).values.mean() > expected.max(dim=1).values.mean())
+        for why, wrong in expected["mistakes"].items():
+            if (not torch.allclose(wrong, best, atol=5e-3, rtol=0)
+                    and torch.allclose(got.double(), wrong, atol=2e-3, rtol=0)):
+                return message + f". Hint: your probe is the optimum of another objective: {why}"
+        sharper = bool(got.max(dim=1).values.mean() > best.max(dim=1).values.mean())
         return message + (". Hint: " + (
             "your probe is more confident than the optimum: the loss is the *mean* "
             "cross-entropy plus weight_decay / 2 * ||W||^2 (the bias is not penalized)"
             if sharper else "your probe is less confident than the optimum: run the "
-            "optimizer to convergence (full-batch L-BFGS, or many more steps)"))
+            "optimizer to convergence (LBFGS.step runs at most max_iter iterations, 20 by "
+            "default: allow a few hundred; with another optimizer, many more steps)"))
 
     label = where + f", then the probe's class probabilities on {len(data.test_x)} new points"
     return Case(label, run, functools.partial(_probe_reference, data), compare)

@@ -350,9 +350,20 @@ def _dequantize_case(label: str, q: torch.Tensor, scale: float, zero_point: int)
         with _quiet():
             return torch._make_per_tensor_quantized_tensor(q, scale, zero_point).dequantize()
 
-    return Case(f"{where}: {label}", run, reference,
-                functools.partial(compare_tensor, what="the dequantized values", name="x",
-                                  hint=DEQUANTIZE_HINT))
+    def compare(got: Any, expected: torch.Tensor) -> str | None:
+        message = compare_tensor(got, expected, what="the dequantized values", name="x",
+                                 hint=DEQUANTIZE_HINT)
+        if message is None or not isinstance(got, torch.Tensor) or got.shape != q.shape:
+            return message
+        wrapped = ((q.to(torch.int32) - zero_point + 128) % 256 - 128).float() * scale
+        if compare_tensor(got, wrapped) is None:  # q - zero_point computed in int8
+            return message.split(". Hint:")[0] + (
+                ". Hint: q is a torch.int8 tensor, so q - zero_point is computed in int8 and "
+                "wraps around beyond 127 or below -128; convert q to float32 (or int32) "
+                "before subtracting")
+        return message
+
+    return Case(f"{where}: {label}", run, reference, compare)
 
 
 @contextlib.contextmanager
@@ -527,6 +538,11 @@ def compare_shared(got: Any, expected: list, *, weight: torch.Tensor) -> str | N
             return _with_hint(f"{moved} pruned weights (exact zeros) are nonzero in your "
                               "shared weight: they should stay 0",
                               "cluster only the nonzero weights")
+    if isinstance(shared, torch.Tensor) and bool(shared.isnan().any()):
+        return _with_hint("your shared weight has nan entries: the mean of a cluster that "
+                          "no weight was assigned to", "cluster the nonzero weights "
+                          "themselves (signed values, not |w|), starting from the given "
+                          "centroids: then no cluster of these tests ever becomes empty")
     message = compare_tensor(shared, expected[0], what="the shared weight", name="shared",
                              hint=SHARE_HINT, rtol=1e-4, atol=1e-6)
     if message:
@@ -640,8 +656,16 @@ def _huffman_case(label: str, symbols: torch.Tensor) -> Case:
 
     def run(ns: Mapping[str, Any]) -> list[int]:
         fn = student_function(ns, "huffman_bits")
-        return [integer(_call(fn, where, (), HUFFMAN_FORBIDDEN, symbols.clone()), where,
-                        "huffman_bits")]
+        try:
+            bits = _call(fn, where, (), HUFFMAN_FORBIDDEN, symbols.clone())
+        except StudentError as error:
+            if "not supported between instances" not in str(error):
+                raise
+            raise StudentError(f"{error}. Hint: when two counts are equal, heapq compares "
+                               "the next items of the entries; put a unique number second, "
+                               "e.g. (count, i, group), so that it never reaches the "
+                               "groups") from None
+        return [integer(bits, where, "huffman_bits")]
 
     return Case(f"{where}: {label}", run, functools.partial(_huffman_reference, symbols),
                 functools.partial(compare_bits, n=len(symbols), distinct=distinct))
@@ -773,10 +797,11 @@ def _distill_mistakes(s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, tau: fl
                       alpha: float) -> dict[str, float]:
     """What classic mistakes give on these inputs (computed with F.kl_div), to name them."""
     def loss(student: torch.Tensor, teacher: torch.Tensor, scale: float, reduction: str,
-             hard_tau: float, a: float) -> float:
+             hard_tau: float, a: float, hard_weight: float | None = None) -> float:
         with _quiet():  # reduction="mean" warns that it is not the KL divergence: the point
             soft = F.kl_div(student, teacher, reduction=reduction, log_target=True)
-        return float(a * scale * soft + (1 - a) * F.cross_entropy(s / hard_tau, y))
+        weight = 1 - a if hard_weight is None else hard_weight
+        return float(a * scale * soft + weight * F.cross_entropy(s / hard_tau, y))
 
     log_s, log_t = F.log_softmax(s / tau, dim=1), F.log_softmax(t / tau, dim=1)
     return {
@@ -794,6 +819,8 @@ def _distill_mistakes(s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, tau: fl
                                              1 - alpha),
         "the KL divergence is the wrong way round (KL(student || teacher))":
             loss(log_t, log_s, tau**2, "batchmean", 1.0, alpha),
+        "the cross-entropy with the labels is not weighted by (1 - alpha)":
+            loss(log_s, log_t, tau**2, "batchmean", 1.0, alpha, hard_weight=1.0),
     }
 
 
@@ -802,6 +829,12 @@ def compare_distill(got: Any, expected: list, *, mistakes: Callable[[], dict[str
     if not isinstance(got, list) or len(got) != 2 or not isinstance(got[0], torch.Tensor):
         return f"expected the loss and its gradient, got {reprlib.repr(got)}"
     value, want = float(got[0]), float(expected[0])
+    if not math.isfinite(value):
+        return _with_hint(f"expected L = {want:.6g}, got {value}", (
+            "F.kl_div(input, target) reads the target as probabilities unless "
+            "log_target=True: with log-probabilities as the target, pass log_target=True "
+            "(and take every logarithm with F.log_softmax, never log(softmax(...)), which is "
+            "-inf where the softmax underflows)"))
     if not math.isclose(value, want, rel_tol=1e-5, abs_tol=1e-6):
         named = [why for why, wrong in mistakes().items()
                  if math.isclose(value, wrong, rel_tol=1e-5, abs_tol=1e-6)]
