@@ -56,7 +56,7 @@ from .train import fit
 
 HEAD = "head"
 STANDIN_NOTE = "the course's own pretraining"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the source's initial weights are seeded (1 drew them unseeded)
 
 # --------------------------------------------------------------------------------------
 # Stages
@@ -630,6 +630,7 @@ def pretrained_source(spec: SourceSpec | None = None, *, profile: Profile | str 
     classes = tuple(data.classes[c] for c in spec.classes)
     mean, std = data.train.mean.flatten().cpu(), data.train.std.flatten().cpu()
 
+    seed_everything(spec.seed)  # the initial weights too: the same settings, the same source
     model = cifar_resnet(spec.depth, data.in_channels, len(spec.classes), data.image_size,
                          width=spec.width)
     payload, from_cache = None, False

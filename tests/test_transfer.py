@@ -165,6 +165,10 @@ def test_source_cache_reuses_rebuilds_and_never_uses_a_bad_checkpoint(capsys):
     for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values(),
                     strict=True):
         assert torch.equal(a.cpu(), b.cpu())
+    retrained = T.pretrained_source(TINY, rebuild=True, verbose=False)  # seeded: the same weights
+    for a, b in zip(first.model.state_dict().values(), retrained.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a.cpu(), b.cpu())
     capsys.readouterr()
     first.path.write_bytes(b"not a checkpoint")  # corrupt
     rebuilt = T.pretrained_source(TINY, verbose=False)
