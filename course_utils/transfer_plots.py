@@ -97,7 +97,7 @@ def plot_decision_table(records: Sequence[Record], few: int, lots: int, *,
     if advice:
         handles.append(Line2D([], [], color="navy", lw=1.5, ls="--",
                               label="the textbook table's advice"))
-    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.36),
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3),
               ncol=len(handles), frameon=False)
     ax.set_title(title or "Test accuracy by strategy (mean ± sd over seeds)", fontsize=9)
     fig.tight_layout()
@@ -184,6 +184,7 @@ class StrategyExplorer(_Interactive):
             ax.plot(accs, [i] * len(accs), "k.", markersize=5)
             ax.text(max(accs) + 1.5, i, f"{np.mean(accs):.0f}%", va="center", fontsize=8)
         ax.set_yticks(range(len(strategies)), strategies, fontsize=8)
+        ax.invert_yaxis()  # the strategies top to bottom, in the heat map's order
         ax.set_xlim(0, 105)
         ax.set_xlabel("test accuracy (%) -- dots: seeds")
         ax.set_title(f"{KIND_TITLES[s['kind']]}, {s['per_class']} labels per class"
@@ -196,6 +197,8 @@ class StrategyExplorer(_Interactive):
         curve.axvline(s["per_class"], color="k", ls=":", lw=1)
         _count_axis(curve, sorted({n for (k, n, _) in stats if k == s["kind"]}))
         curve.set(xlabel="labelled training images per class", ylabel="mean test accuracy (%)")
+        curve.set_title(f"{KIND_TITLES[s['kind']]}: every number of labels that was run",
+                        fontsize=9)
         curve.grid(alpha=0.3, which="both")
         curve.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
