@@ -172,7 +172,9 @@ def fit_linear_probe(features, labels, num_classes, weight_decay):
 # Correct answers written another way; all must get full marks: a name-prefix loop with
 # filter() for the optimizer, a walk to the parent with item assignment into a Sequential,
 # groups listed from the stem up, the head swapped for nn.Identity under inference_mode with
-# torchvision's normalize, and a probe fitted by 3,000 steps of Adam instead of L-BFGS.
+# torchvision's normalize, and a probe fitted by L-BFGS at its defaults (20 iterations a
+# call), called again until the loss stops changing. (Adam, even for 3,000 steps, is not a
+# correct answer: on some seeds it stays 0.01-0.05 from the optimum's probabilities.)
 HONEST_FORMS = '''
 import torchvision.transforms.functional as TF
 
@@ -223,12 +225,20 @@ def extract_features(model, head_name, images, mean, std):
 
 def fit_linear_probe(features, labels, num_classes, weight_decay):
     probe = nn.Linear(features.shape[1], num_classes)
-    opt = torch.optim.Adam(probe.parameters(), lr=0.05)
-    for _ in range(3000):
+    opt = torch.optim.LBFGS(probe.parameters(), line_search_fn="strong_wolfe")
+
+    def closure():
         opt.zero_grad()
         penalty = 0.5 * weight_decay * (probe.weight ** 2).sum()
         loss = F.cross_entropy(probe(features), labels) + penalty
         loss.backward()
-        opt.step()
+        return loss
+
+    previous = float("inf")
+    for _ in range(100):
+        loss = float(opt.step(closure).detach())
+        if abs(previous - loss) < 1e-9:
+            break
+        previous = loss
     return probe
 '''

@@ -814,8 +814,9 @@ def _probe_case(data: ProbeData) -> Case:
             "your probe is more confident than the optimum: the loss is the *mean* "
             "cross-entropy plus weight_decay / 2 * ||W||^2 (the bias is not penalized)"
             if sharper else "your probe is less confident than the optimum: run the "
-            "optimizer to convergence (LBFGS.step runs at most max_iter iterations, 20 by "
-            "default: allow a few hundred; with another optimizer, many more steps)"))
+            "optimizer to convergence: full-batch L-BFGS (its step runs at most max_iter "
+            "iterations, 20 by default: allow a few hundred); first-order optimizers such as "
+            "Adam rarely get within 0.005"))
 
     label = where + f", then the probe's class probabilities on {len(data.test_x)} new points"
     return Case(label, run, functools.partial(_probe_reference, data), compare)
