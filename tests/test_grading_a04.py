@@ -233,11 +233,12 @@ def test_a_hang_and_an_attack_on_the_grader_change_nothing_else(tmp_path):
     path = tmp_path / "04_transfer_learning.ipynb"
     nbformat.write(nb, path)
     start = time.monotonic()
-    # The questions build and train small networks: a limit that a loaded CI machine meets.
-    report = grade.grade_notebook(path, timeout=60, cell_timeout=5, question_timeout=10,
+    # The questions build and train small networks: 8 s per question is twice what one took
+    # on this 2-core machine at load 8 (q1 hangs and costs exactly that).
+    report = grade.grade_notebook(path, timeout=60, cell_timeout=5, question_timeout=8,
                                   environment=sandbox.Environment({}), seed=grade.GRADE_SEED)
     assert report.scores() == {**FULL, "q1": 0, "q6": None}, (report.notes, report.text())
-    assert "stopped after 10 s" in next(r for r in report.results if r.id == "q1").note
+    assert "stopped after 8 s" in next(r for r in report.results if r.id == "q1").note
     assert time.monotonic() - start < 60
     time.sleep(1.5)  # past the daemon's delay
     assert "forged" not in results.read_text() and "daemon" not in results.read_text()
