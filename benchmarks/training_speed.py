@@ -687,7 +687,7 @@ def render_result(r: dict[str, Any]) -> str:
     on_cpu = env["device_type"] == "cpu"
     lines = [
         f"### {MODEL_TITLES.get(r['model'], r['model'])} at {size}x{size}, "
-        f"{env['device_type'].upper()} ({r['timestamp'][:10]})",
+        f"{speed['n_train']:,} images, {env['device_type'].upper()} ({r['timestamp'][:10]})",
         "",
         f"- Device: {env['device']}; {env['cpu_count']} CPU cores, "
         f"{env['torch_threads']} torch thread(s) in the main process; "
@@ -764,20 +764,22 @@ def render_result(r: dict[str, Any]) -> str:
 
 
 def latest_results(results_dir: Path = RESULTS) -> list[dict[str, Any]]:
-    """The newest result for each (model, device type, input size), models in a fixed
-    order (a reduced-size CPU run does not replace one at the seed's size)."""
-    newest: dict[tuple[str, str, int], dict[str, Any]] = {}
+    """The newest result for each (model, device type, input size, training images), models
+    in a fixed order (a reduced-size CPU run does not replace one at the seed's size, nor a
+    short run a long one)."""
+    newest: dict[tuple[str, str, int, int], dict[str, Any]] = {}
     for path in sorted(results_dir.glob("*.json")):
         r = json.loads(path.read_text())
         if r.get("benchmark") != "training_speed":
             continue
-        key = (r["model"], r["environment"]["device_type"], r["image_size"])
+        key = (r["model"], r["environment"]["device_type"], r["image_size"],
+               r["phases"]["speed"]["n_train"])
         if key not in newest or r["timestamp"] > newest[key]["timestamp"]:
             newest[key] = r
     order = list(MODEL_DEFAULTS)
     return sorted(newest.values(), key=lambda r: (
         order.index(r["model"]) if r["model"] in order else len(order),
-        r["environment"]["device_type"], -r["image_size"]))
+        r["environment"]["device_type"], -r["image_size"], r["phases"]["speed"]["n_train"]))
 
 
 def render_overview(results: list[dict[str, Any]]) -> str:
@@ -785,7 +787,8 @@ def render_overview(results: list[dict[str, Any]]) -> str:
     lines = [
         "### All models side by side",
         "",
-        "The newest result of each model on each device; details in the sections below. "
+        "The newest result of each model on each device, per input size and number of "
+        "training images; details in the sections below. "
         "*Speed-up*: the typical loop's median time over `fit`'s (systems only, same "
         "hyperparameters), measured in the same process, seed by seed.",
         "",

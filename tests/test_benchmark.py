@@ -129,5 +129,6 @@ def test_table_opens_with_every_recorded_model_side_by_side(bench):
     rows = [line for line in overview.splitlines() if line.startswith("| ") and "x" in line
             and "Model" not in line]
     assert len(rows) == len(results) > 0
-    keys = {(r["model"], r["environment"]["device_type"], r["image_size"]) for r in results}
-    assert len(keys) == len(results)  # one result per (model, device, size)
+    keys = {(r["model"], r["environment"]["device_type"], r["image_size"],
+             r["phases"]["speed"]["n_train"]) for r in results}
+    assert len(keys) == len(results)  # one result per (model, device, size, images)
