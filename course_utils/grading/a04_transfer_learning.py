@@ -745,9 +745,11 @@ def _probe_data(gen: torch.Generator) -> ProbeData:
     return ProbeData(train_x, train_y, test_x, k, round(_log_uniform(gen, 0.01, 0.1), 4))
 
 
-def _sklearn_probe(data: ProbeData, c: float, penalize_bias: bool = False) -> torch.Tensor:
+def _sklearn_probe(data: ProbeData, c: float, penalize_bias: bool = False,
+                   objective: bool = False) -> Any:
     """Test-point probabilities of scikit-learn's logistic regression with inverse penalty
-    ``c`` (``penalize_bias``: the bias as the weight of a constant feature, penalized)."""
+    ``c`` (``penalize_bias``: the bias as the weight of a constant feature, penalized);
+    with ``objective``, also the notebook's objective at the fitted weights."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
@@ -756,7 +758,18 @@ def _sklearn_probe(data: ProbeData, c: float, penalize_bias: bool = False) -> to
         x, x_test = (np.hstack([a, np.ones((len(a), 1))]) for a in (x, x_test))
     model = LogisticRegression(C=c, tol=1e-10, max_iter=10_000, fit_intercept=not penalize_bias)
     model.fit(x, data.train_y.numpy())
-    return torch.from_numpy(model.predict_proba(x_test))
+    p = torch.from_numpy(model.predict_proba(x_test))
+    if not objective:
+        return p
+    weight, bias = torch.from_numpy(model.coef_), torch.from_numpy(model.intercept_)
+    return p, _probe_objective(data, weight, bias)
+
+
+def _probe_objective(data: ProbeData, weight: torch.Tensor, bias: torch.Tensor) -> float:
+    """The notebook's objective: mean cross-entropy + weight_decay / 2 * ||W||^2."""
+    logits = data.train_x.double() @ weight.double().T + bias.double()
+    return float(F.cross_entropy(logits, data.train_y)
+                 + data.weight_decay / 2 * weight.double().square().sum())
 
 
 # Classic mistakes in the probe's objective, as scikit-learn's C for the same data (N
@@ -775,7 +788,8 @@ def _probe_reference(data: ProbeData) -> dict[str, Any]:
     """Class probabilities on the test features of the penalized logistic regression, and
     what the classic mistakes give."""
     lam, n = data.weight_decay, len(data.train_y)
-    return {"p": _sklearn_probe(data, 1.0 / (lam * n)),
+    p, best = _sklearn_probe(data, 1.0 / (lam * n), objective=True)
+    return {"p": p, "objective": best,
             "mistakes": {why: _sklearn_probe(data, *spec(lam, n))
                          for why, spec in PROBE_MISTAKES.items()}}
 
@@ -797,26 +811,33 @@ def _probe_case(data: ProbeData) -> Case:
             raise StudentError("the probe should have a bias (b in the objective, which the "
                                "penalty leaves out); it has none")
         with torch.no_grad():
-            return torch.softmax(probe(data.test_x.clone()).double(), dim=1)
+            return {"p": torch.softmax(probe(data.test_x.clone()).double(), dim=1),
+                    "weight": probe.weight.detach().double().clone(),
+                    "bias": probe.bias.detach().double().clone()}
 
     def compare(got: Any, expected: dict[str, Any]) -> str | None:
-        best = expected["p"]
-        message = compare_tensor(got, best, what="the probe's probability p", atol=5e-3,
-                                 rtol=0)
-        if message is None or not isinstance(got, torch.Tensor) or got.shape != best.shape:
+        if not isinstance(got, dict) or not all(
+                isinstance(got.get(k), torch.Tensor) for k in ("p", "weight", "bias")):
+            return f"expected the probe's probabilities, got {reprlib.repr(got)}"
+        best, p = expected["p"], got["p"]
+        message = compare_tensor(p, best, what="the probe's probability p", atol=5e-3, rtol=0)
+        if message is None or p.shape != best.shape:
             return message
         for why, wrong in expected["mistakes"].items():
             if (not torch.allclose(wrong, best, atol=5e-3, rtol=0)
-                    and torch.allclose(got.double(), wrong, atol=2e-3, rtol=0)):
+                    and torch.allclose(p.double(), wrong, atol=2e-3, rtol=0)):
                 return message + f". Hint: your probe is the optimum of another objective: {why}"
-        sharper = bool(got.max(dim=1).values.mean() > best.max(dim=1).values.mean())
-        return message + (". Hint: " + (
-            "your probe is more confident than the optimum: the loss is the *mean* "
-            "cross-entropy plus weight_decay / 2 * ||W||^2 (the bias is not penalized)"
-            if sharper else "your probe is less confident than the optimum: run the "
-            "optimizer to convergence: full-batch L-BFGS (its step runs at most max_iter "
-            "iterations, 20 by default: allow a few hundred); first-order optimizers such as "
-            "Adam rarely get within 0.005"))
+        if got["weight"].shape != (data.num_classes, d) or got["bias"].shape != (
+                data.num_classes,):
+            return message
+        value = _probe_objective(data, got["weight"], got["bias"])
+        return (message + f". Your probe's value of the objective above on the training "
+                f"features is {value:.6g}, its minimum {expected['objective']:.6g}. Hint: if "
+                "your loss is exactly that objective, run the optimizer to convergence: "
+                "full-batch L-BFGS (its step runs at most max_iter iterations, 20 by default: "
+                "allow a few hundred); first-order optimizers such as Adam rarely get within "
+                "0.005. Otherwise compare your loss with the formula: the *mean* "
+                "cross-entropy plus weight_decay / 2 * ||W||^2, the bias not penalized")
 
     label = where + f", then the probe's class probabilities on {len(data.test_x)} new points"
     return Case(label, run, functools.partial(_probe_reference, data), compare)
