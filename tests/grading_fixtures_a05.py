@@ -62,6 +62,10 @@ VARIANTS: list[Variant] = [
        ("keep = weight != 0", "keep = torch.ones_like(weight, dtype=torch.bool)")),
     _v("centroids never updated", "share_weights", "q3",
        ("                c[j] = members.mean()", "                pass")),
+    _v("k-means: an empty cluster's centroid becomes the mean of nothing (nan)",
+       "share_weights", "q3",
+       ("            if len(members):\n                c[j] = members.mean()",
+        "            c[j] = members.mean()")),
     _v("one k-means iteration too few", "share_weights", "q3",
        ("for _ in range(n_iter):", "for _ in range(n_iter - 1):")),
     _v("labels not reassigned after the last update", "share_weights", "q3",
@@ -275,7 +279,8 @@ def share_weights(weight, centroids, n_iter):
         if labels is not None and torch.equal(new, labels):
             break
         labels = new
-        c = torch.stack([v[labels == j].mean() for j in range(len(c))])
+        c = torch.stack([v[labels == j].mean() if bool((labels == j).any()) else c[j]
+                         for j in range(len(c))])
     labels = torch.cdist(v[:, None], c[:, None]).argmin(1)
     shared = weight.clone()
     shared[nz] = c[labels].to(weight.dtype)

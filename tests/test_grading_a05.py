@@ -143,6 +143,8 @@ def test_feedback_names_the_mistake(expected):
             ("q4", "put a unique number second"),
         "F.kl_div on log-probabilities without log_target=True": ("q6", "log_target=True"),
         "hard-label term not weighted by (1 - alpha)": ("q6", "not weighted by (1 - alpha)"),
+        "k-means: an empty cluster's centroid becomes the mean of nothing (nan)":
+            ("q3", "keep its centroid where it is"),
     }
     for name, (qid, text) in cases.items():
         result = grade_in_process(definitions(with_bug(solution(), _variant(name))),

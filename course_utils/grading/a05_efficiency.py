@@ -18,7 +18,9 @@ student function          reference
                           .dequantize()``
 ``share_weights``         scikit-learn's ``KMeans(init=centroids, n_init=1,
                           max_iter=n_iter, tol=0, algorithm="lloyd")`` fitted on the
-                          nonzero weights (float64); the zeros stay zero
+                          nonzero weights (float64); the zeros stay zero. One case where
+                          a cluster empties (scikit-learn would move its centroid): a
+                          vectorized Lloyd loop (``index_add_``) that keeps it
 ``huffman_bits``          the optimal total of a Huffman code, computed as the sum of the
                           weights of the merged nodes (``heapq``), not from code lengths
 ``winograd_1d``,          ``F.conv1d`` / ``F.conv2d`` (valid cross-correlation)
@@ -34,8 +36,9 @@ seed. Inputs a real run meets are included: weights already pruned to exact zero
 on a grid of values, sparsity 0 and 1, values that saturate int8, an all-zero layer, a
 single-symbol layer, confident teachers at high temperature. Inputs whose expected value
 would depend on a convention the notebook does not fix are redrawn: no value lies halfway
-between two integers when quantized, and no k-means cluster ever becomes empty (scikit-learn
-would move its centroid; the notebook's loop keeps it).
+between two integers when quantized, and no k-means cluster becomes empty in the cases
+compared with scikit-learn (which would move its centroid; the notebook asks to keep it, and
+one case, with its own reference, checks that).
 
 Grading policy (stated in the notebook): an answer may not hand its question to the library
 that does it. The Python-level libraries are each question's ``forbidden`` list (checked and
@@ -528,7 +531,28 @@ def _kmeans_reference(weight: torch.Tensor, init: torch.Tensor, n_iter: int) -> 
     return [shared.to(weight.dtype), centers]
 
 
-def compare_shared(got: Any, expected: list, *, weight: torch.Tensor) -> str | None:
+def _kmeans_keep_empty(weight: torch.Tensor, init: torch.Tensor, n_iter: int) -> list:
+    """Lloyd's iterations where an empty cluster keeps its centroid, vectorized (sums by
+    ``index_add_``): scikit-learn moves such a centroid, so it cannot be the reference."""
+    nonzero = weight.flatten() != 0
+    points = weight.flatten()[nonzero].double()
+    centers = init.double().clone()
+
+    def closest(centers: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(points[:, None], centers[:, None]).argmin(dim=1)
+
+    for _ in range(n_iter):
+        member = closest(centers)
+        counts = torch.bincount(member, minlength=len(centers))
+        sums = torch.zeros_like(centers).index_add_(0, member, points)
+        centers = torch.where(counts > 0, sums / counts.clamp(min=1), centers)
+    flat = torch.zeros(weight.numel(), dtype=torch.float64)
+    flat[nonzero] = centers[closest(centers)]
+    return [flat.view_as(weight).to(weight.dtype), centers]
+
+
+def compare_shared(got: Any, expected: list, *, weight: torch.Tensor,
+                   empties: bool = False) -> str | None:
     if not isinstance(got, list) or len(got) != 2:
         return f"expected (shared, centroids), got {reprlib.repr(got)}"
     shared, centroids = got
@@ -538,20 +562,26 @@ def compare_shared(got: Any, expected: list, *, weight: torch.Tensor) -> str | N
             return _with_hint(f"{moved} pruned weights (exact zeros) are nonzero in your "
                               "shared weight: they should stay 0",
                               "cluster only the nonzero weights")
-    if isinstance(shared, torch.Tensor) and bool(shared.isnan().any()):
-        return _with_hint("your shared weight has nan entries: the mean of a cluster that "
-                          "no weight was assigned to", "cluster the nonzero weights "
+    if any(isinstance(t, torch.Tensor) and t.is_floating_point() and bool(t.isnan().any())
+           for t in (shared, centroids)):
+        return _with_hint("your result has nan entries where finite values are expected: the "
+                          "mean of a cluster that no weight was assigned to",
+                          "in this test a cluster becomes empty: keep its centroid where it is"
+                          if empties else "cluster the nonzero weights "
                           "themselves (signed values, not |w|), starting from the given "
-                          "centroids: then no cluster of these tests ever becomes empty")
+                          "centroids: then no cluster of this test ever becomes empty")
+    hint = SHARE_HINT + ("; a cluster that no weight is assigned to keeps its centroid"
+                         if empties else "")
     message = compare_tensor(shared, expected[0], what="the shared weight", name="shared",
-                             hint=SHARE_HINT, rtol=1e-4, atol=1e-6)
+                             hint=hint, rtol=1e-4, atol=1e-6)
     if message:
         return message
     return compare_tensor(centroids, expected[1], what="the final centroids",
-                          name="centroids", hint=SHARE_HINT, rtol=1e-4, atol=1e-6)
+                          name="centroids", hint=hint, rtol=1e-4, atol=1e-6)
 
 
-def _kmeans_case(label: str, weight: torch.Tensor, init: torch.Tensor, n_iter: int) -> Case:
+def _kmeans_case(label: str, weight: torch.Tensor, init: torch.Tensor, n_iter: int,
+                 empties: bool = False) -> Case:
     where = (f"share_weights(weight of shape {_shape(weight)}, {len(init)} centroids, "
              f"n_iter={n_iter})")
 
@@ -569,9 +599,9 @@ def _kmeans_case(label: str, weight: torch.Tensor, init: torch.Tensor, n_iter: i
                                f"{tuple(init.shape)}, got {reprlib.repr(centroids)}")
         return [shared, centroids.double()]
 
-    return Case(f"{where}: {label}", run,
-                functools.partial(_kmeans_reference, weight, init, n_iter),
-                functools.partial(compare_shared, weight=weight))
+    reference = _kmeans_keep_empty if empties else _kmeans_reference
+    return Case(f"{where}: {label}", run, functools.partial(reference, weight, init, n_iter),
+                functools.partial(compare_shared, weight=weight, empties=empties))
 
 
 def _kmeans_draw(gen: torch.Generator, shape: tuple[int, ...], zeros: float, n_c: int,
@@ -608,6 +638,19 @@ def _kmeans_cases(seed: int) -> list[Case]:
     for label, shape, zeros, n_c, n_iter, init in specs:
         w, c = _kmeans_draw(gen, shape, zeros, n_c, n_iter, init)
         cases.append(_kmeans_case(label, w, c, n_iter))
+    # Magnitude pruning leaves a gap around 0; evenly spaced centroids that fall into it get
+    # no weight (as in the notebook's experiment), and an empty cluster keeps its centroid.
+    n_iter = _randint(gen, 5, 20)
+    while True:
+        w = torch.randn(_randint(gen, 20, 50), _randint(gen, 20, 50), generator=gen) * 0.1
+        w.view(-1)[w.abs().flatten().argsort()[:round(0.8 * w.numel())]] = 0.0
+        values = w[w != 0].double()
+        c = torch.linspace(float(values.min()), float(values.max()), 8, dtype=torch.float64)
+        if _ever_empty(values, c, n_iter):
+            break
+    cases.append(_kmeans_case("a layer pruned by magnitude (80% zeros, a gap around 0), "
+                              "evenly spaced centroids: a cluster empties and keeps its "
+                              "centroid", w, c, n_iter, empties=True))
     return cases
 
 
