@@ -31,7 +31,7 @@ from course_utils import grade
 from course_utils.grading import sandbox
 from course_utils.grading.core import judge
 from course_utils.grading.notebook import answers
-from course_utils.grading.probe import probe_question
+from course_utils.grading.probe import probe_question, run_question
 
 IDS = [s.name for s in SPECS]
 VARIANTS = [(s, v) for s in SPECS for v in s.fixtures.VARIANTS]
@@ -45,6 +45,15 @@ EXPLAINS = ("expected", "raised", "must return", "policy", "should", "do not mat
 def test_solution_scores_full_marks(spec):
     for result in grade_in_process(spec, spec.definitions(spec.solution())).values():
         assert result.status == "passed", result.feedback()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_solution_scores_full_marks_on_the_inputs_check_shows(spec):
+    namespace = spec.definitions(spec.solution())
+    for q in spec.auto:
+        cases = q.cases(0)
+        report = run_question(namespace, q, cases, enforce=False)
+        assert judge(q, cases, report["outcomes"]).status == "passed", q.id
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
