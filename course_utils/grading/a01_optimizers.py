@@ -49,6 +49,7 @@ from .core import (
     real_number,
     student_function,
 )
+from .draw import generator
 
 SHAPES = [(5,), (3, 4), (2, 3, 2), (7,), (4, 2)]
 
@@ -133,17 +134,13 @@ LATER = ("{matched}, then the paths drift apart: check what you store in the sta
          "back at the next call")
 
 
-def _generator(seed: int, salt: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1000 + salt)
-
-
 # --------------------------------------------------------------------------------------
 # Q1, Q2: momentum
 # --------------------------------------------------------------------------------------
 
 def _momentum_cases(seed: int, nesterov: bool) -> list[Case]:
     name = "nesterov" if nesterov else "sgd_momentum"
-    gen = _generator(seed, 2 if nesterov else 1)
+    gen = generator(seed, 2 if nesterov else 1)
     settings = [(0.1, 0.9), (0.05, 0.5), (0.01, 0.99),
                 (round(float(torch.empty(()).uniform_(0.01, 0.3, generator=gen)), 4),
                  round(float(torch.empty(()).uniform_(0.5, 0.95, generator=gen)), 4))]
@@ -175,7 +172,7 @@ CONV = (8, 3, 3, 3)  # a conv layer's weight: 8 filters, 3 channels, 3x3
 
 
 def _adaptive_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 3)
+    gen = generator(seed, 3)
     cases = []
     for i, (lr, eps, scale) in enumerate([(0.1, 1e-10, 1.0), (0.5, 1e-10, 1.0),
                                           (0.05, 1e-2, 1e-3)]):
@@ -213,7 +210,7 @@ ADAM_FIRST = ("the very first step is already off: at the first call t = 1, and 
 
 
 def _adam_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 4)
+    gen = generator(seed, 4)
     settings = [(1e-3, 0.9, 0.999, 1e-8, 1.0), (0.01, 0.8, 0.99, 1e-8, 1.0),
                 (0.1, 0.5, 0.9, 1e-8, 1.0), (0.01, 0.9, 0.999, 1e-3, 1e-3)]
     cases = []
@@ -277,7 +274,7 @@ def _cosine_hint(warmup: int) -> Callable[[int], str]:
 
 def _schedule_cases(seed: int) -> list[Case]:
     sched = torch.optim.lr_scheduler
-    gen = _generator(seed, 5)
+    gen = generator(seed, 5)
     cases = []
     # Every base rate (and every decay factor) is drawn from the seed, unrounded: the
     # grader's seed is secret, so no table of library values made in advance can match.

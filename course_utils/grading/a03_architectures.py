@@ -56,21 +56,9 @@ from .core import (
     integer,
     student_function,
 )
+from .draw import choice, generator, randint
 
 EXPANSION = 4  # a bottleneck block's output has 4x the channels of its inner width
-
-
-def _generator(seed: int, salt: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1000 + salt)
-
-
-def _randint(gen: torch.Generator, low: int, high: int) -> int:
-    """An integer in [low, high], both included."""
-    return int(torch.randint(low, high + 1, (), generator=gen))
-
-
-def _choice(gen: torch.Generator, options: list) -> Any:
-    return options[_randint(gen, 0, len(options) - 1)]
 
 
 def _fmt_args(**kwargs: Any) -> str:
@@ -152,27 +140,27 @@ def _size_case(kind: str, height: int, width: int, k: int, s: int, p: int,
 
 
 def _size_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 1)
+    gen = generator(seed, 1)
     cases = []
     for _ in range(4):  # convolutions: padding and stride matter
-        k = _choice(gen, [1, 3, 5, 7, 11])
-        s = _randint(gen, 1, 4)
-        p = _randint(gen, 0, k // 2 + 1)
-        cases.append(_size_case("conv", _randint(gen, k + 1, 60), _randint(gen, k + 1, 60), k,
+        k = choice(gen, [1, 3, 5, 7, 11])
+        s = randint(gen, 1, 4)
+        p = randint(gen, 0, k // 2 + 1)
+        cases.append(_size_case("conv", randint(gen, k + 1, 60), randint(gen, k + 1, 60), k,
                                 s, p))
     for _ in range(2):  # pooling, floor
-        k = _randint(gen, 2, 3)
-        s = _randint(gen, 2, 3)
-        cases.append(_size_case("pool", _randint(gen, 8, 40), _randint(gen, 8, 40), k, s,
-                                _randint(gen, 0, k // 2)))
+        k = randint(gen, 2, 3)
+        s = randint(gen, 2, 3)
+        cases.append(_size_case("pool", randint(gen, 8, 40), randint(gen, 8, 40), k, s,
+                                randint(gen, 0, k // 2)))
     for _ in range(2):  # pooling, ceil, with a size that does not divide evenly
         k, s = 3, 2
-        height = 2 * _randint(gen, 4, 20)  # even: (H - 3) / 2 is not whole
-        cases.append(_size_case("pool", height, height + 2 * _randint(gen, 1, 5), k, s, 0,
+        height = 2 * randint(gen, 4, 20)  # even: (H - 3) / 2 is not whole
+        cases.append(_size_case("pool", height, height + 2 * randint(gen, 1, 5), k, s, 0,
                                 ceil=True))
     # ceil mode where the last window would start in the right padding: it is dropped
-    k, s = 2, 3 + _randint(gen, 0, 1)
-    height = s * _randint(gen, 2, 6) + 1
+    k, s = 2, 3 + randint(gen, 0, 1)
+    height = s * randint(gen, 2, 6) + 1
     cases.append(_size_case("pool", height, height + s, k, s, 1, ceil=True))
     return cases
 
@@ -216,20 +204,20 @@ def _linear_params_case(n_in: int, n_out: int, bias: bool) -> Case:
 
 
 def _param_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 2)
+    gen = generator(seed, 2)
     cases = []
     for bias in (True, False, True):  # ordinary convolutions
-        cases.append(_conv_params_case(_randint(gen, 1, 64), _randint(gen, 1, 64),
-                                       _choice(gen, [1, 3, 5, 7]), 1, bias))
+        cases.append(_conv_params_case(randint(gen, 1, 64), randint(gen, 1, 64),
+                                       choice(gen, [1, 3, 5, 7]), 1, bias))
     for bias in (True, False):  # grouped (ResNeXt-style): the group width differs from groups
-        groups = _choice(gen, [2, 4, 8])
-        width = _choice(gen, [w for w in (3, 4, 6, 16) if w != groups])
-        cases.append(_conv_params_case(groups * width, groups * _randint(gen, 1, 6),
+        groups = choice(gen, [2, 4, 8])
+        width = choice(gen, [w for w in (3, 4, 6, 16) if w != groups])
+        cases.append(_conv_params_case(groups * width, groups * randint(gen, 1, 6),
                                        3, groups, bias))
-    channels = _choice(gen, [16, 32, 48])  # depthwise: one group per channel
+    channels = choice(gen, [16, 32, 48])  # depthwise: one group per channel
     cases.append(_conv_params_case(channels, channels, 3, channels, False))
     for bias in (True, False):
-        cases.append(_linear_params_case(_randint(gen, 1, 4096), _randint(gen, 1, 1000), bias))
+        cases.append(_linear_params_case(randint(gen, 1, 4096), randint(gen, 1, 1000), bias))
     return cases
 
 
@@ -279,17 +267,17 @@ def _receptive_case(layers: list[tuple[int, int]], pools: list[bool]) -> Case:
 
 
 def _receptive_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 3)
+    gen = generator(seed, 3)
     cases = []
-    n = _randint(gen, 2, 5)  # a plain stack at stride 1
-    cases.append(_receptive_case([(_choice(gen, [3, 5]), 1) for _ in range(n)], [False] * n))
+    n = randint(gen, 2, 5)  # a plain stack at stride 1
+    cases.append(_receptive_case([(choice(gen, [3, 5]), 1) for _ in range(n)], [False] * n))
     for _ in range(4):  # strided stacks, pooling included, as in a real network
-        n = _randint(gen, 3, 6)
+        n = randint(gen, 3, 6)
         layers, pools = [], []
         for _ in range(n):
-            pool = bool(_randint(gen, 0, 3) == 0)
-            k = 2 if pool else _choice(gen, [1, 3, 3, 5, 7])
-            s = 2 if pool else _choice(gen, [1, 1, 2])
+            pool = bool(randint(gen, 0, 3) == 0)
+            k = 2 if pool else choice(gen, [1, 3, 3, 5, 7])
+            s = 2 if pool else choice(gen, [1, 1, 2])
             layers.append((k, s))
             pools.append(pool)
         if all(s == 1 for _, s in layers[:-1]):
@@ -345,22 +333,22 @@ BOTTLENECK_HINT = ("six convolutions: the 1x1 branch, two 1x1 reductions, the 3x
 
 
 def _inception_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 4)
+    gen = generator(seed, 4)
     cases = []
     for _ in range(3):
-        side = _randint(gen, 7, 28)
-        size = (side, side + _randint(gen, 0, 3))
-        c = 8 * _randint(gen, 4, 48)
-        n1, n3, n5 = (8 * _randint(gen, 2, 24) for _ in range(3))
+        side = randint(gen, 7, 28)
+        size = (side, side + randint(gen, 0, 3))
+        c = 8 * randint(gen, 4, 48)
+        n1, n3, n5 = (8 * randint(gen, 2, 24) for _ in range(3))
         cases.append(_inception_case(
             "naive_inception_macs", size, dict(in_channels=c, n1x1=n1, n3x3=n3, n5x5=n5),
             _naive_convs(c, n1, n3, n5), NAIVE_HINT))
     for _ in range(4):
-        side = _randint(gen, 7, 28)
-        size = (side, side + _randint(gen, 0, 3))
-        c = 8 * _randint(gen, 4, 48)
-        n1, n3, n5, pool_proj = (8 * _randint(gen, 2, 24) for _ in range(4))
-        r3, r5 = 8 * _randint(gen, 2, 16), 8 * _randint(gen, 1, 6)
+        side = randint(gen, 7, 28)
+        size = (side, side + randint(gen, 0, 3))
+        c = 8 * randint(gen, 4, 48)
+        n1, n3, n5, pool_proj = (8 * randint(gen, 2, 24) for _ in range(4))
+        r3, r5 = 8 * randint(gen, 2, 16), 8 * randint(gen, 1, 6)
         channels = dict(in_channels=c, n1x1=n1, reduce3x3=r3, n3x3=n3, reduce5x5=r5,
                         n5x5=n5, pool_proj=pool_proj)
         cases.append(_inception_case("bottleneck_inception_macs", size, channels,
@@ -492,17 +480,17 @@ SHORTCUT_HINT = ("when the stride is not 1 or the channels change, the shortcut 
 
 
 def _residual_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 5)
+    gen = generator(seed, 5)
     cases = []
     # identity shortcut; downsampling with more channels; more channels at stride 1;
     # downsampling at the same width
     for kind in ("identity", "down", "widen", "stride"):
-        cin = _randint(gen, 2, 12)
-        cout = {"identity": cin, "down": 2 * cin, "widen": cin + _randint(gen, 1, 6),
+        cin = randint(gen, 2, 12)
+        cout = {"identity": cin, "down": 2 * cin, "widen": cin + randint(gen, 1, 6),
                 "stride": cin}[kind]
         stride = 2 if kind in ("down", "stride") else 1
-        side = _randint(gen, 5, 11)
-        x = torch.randn(2, cin, side, side + _randint(gen, 0, 2), generator=gen)
+        side = randint(gen, 5, 11)
+        x = torch.randn(2, cin, side, side + randint(gen, 0, 2), generator=gen)
         layout = _basic_layout(cin, cout, stride)
         hint = BLOCK_HINT if kind == "identity" else \
             BLOCK_HINT + ("; the stride goes on the first 3x3 convolution and on the "
@@ -514,15 +502,15 @@ def _residual_cases(seed: int) -> list[Case]:
 
 
 def _bottleneck_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 6)
+    gen = generator(seed, 6)
     cases = []
     for kind in ("identity", "first", "down", "stride"):
-        width = _randint(gen, 2, 6)
-        cin = {"identity": EXPANSION * width, "first": _randint(gen, 2, 12),
+        width = randint(gen, 2, 6)
+        cin = {"identity": EXPANSION * width, "first": randint(gen, 2, 12),
                "down": 2 * width, "stride": EXPANSION * width}[kind]
         stride = 2 if kind in ("down", "stride") else 1
-        side = _randint(gen, 5, 11)
-        x = torch.randn(2, cin, side, side + _randint(gen, 0, 2), generator=gen)
+        side = randint(gen, 5, 11)
+        x = torch.randn(2, cin, side, side + randint(gen, 0, 2), generator=gen)
         layout = _bottleneck_layout(cin, width, stride)
         hint = ("1x1 (C_in -> width), 3x3 (width -> width), 1x1 (width -> 4 width), each "
                 "followed by batch norm; the last ReLU after the addition"
@@ -620,13 +608,13 @@ def _dense_forward_case(cin: int, num_layers: int, growth: int, x: torch.Tensor,
 
 
 def _dense_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 7)
-    cases = [_dense_channels_case(_randint(gen, 3, 256), _randint(gen, 1, 24),
-                                  _randint(gen, 4, 48)) for _ in range(3)]
+    gen = generator(seed, 7)
+    cases = [_dense_channels_case(randint(gen, 3, 256), randint(gen, 1, 24),
+                                  randint(gen, 4, 48)) for _ in range(3)]
     for _ in range(3):
-        cin, num_layers, growth = _randint(gen, 2, 8), _randint(gen, 1, 4), _randint(gen, 2, 5)
-        side = _randint(gen, 3, 6)
-        x = torch.randn(_randint(gen, 1, 3), cin, side, side + 1, generator=gen)
+        cin, num_layers, growth = randint(gen, 2, 8), randint(gen, 1, 4), randint(gen, 2, 5)
+        side = randint(gen, 3, 6)
+        x = torch.randn(randint(gen, 1, 3), cin, side, side + 1, generator=gen)
         cases.append(_dense_forward_case(cin, num_layers, growth, x, gen))
     return cases
 

@@ -61,27 +61,10 @@ from .core import (
     describe_exception,
     student_function,
 )
+from .draw import generator, log_uniform, randint, uniform
 
 MOMENTUM = 0.9  # the SGD momentum question 1 asks for (its first step equals plain SGD's)
 CALL = "the call above"  # the test's label shows the call; an error message need not repeat it
-
-
-def _generator(seed: int, salt: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1000 + salt)
-
-
-def _randint(gen: torch.Generator, low: int, high: int) -> int:
-    """An integer in [low, high], both included."""
-    return int(torch.randint(low, high + 1, (), generator=gen))
-
-
-def _uniform(gen: torch.Generator, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=gen))
-
-
-def _log_uniform(gen: torch.Generator, low: float, high: float) -> float:
-    return float(torch.tensor(_uniform(gen, float(torch.tensor(low).log()),
-                                       float(torch.tensor(high).log()))).exp())
 
 
 def _hint(text: str) -> str:
@@ -183,11 +166,11 @@ def _nets(gen: torch.Generator, seed: int, salt: int) -> list[Net]:
     """One network of each kind, sizes drawn from ``gen``."""
     base = seed * 1000 + salt * 10
     return [  # the head's input (8 to 12 features, 84) never equals the classes (3 to 7)
-        Net("resnet", _randint(gen, 1, 3), _randint(gen, 3, 7), _randint(gen, 8, 12),
-            _randint(gen, 4, 6), 2, base + 1),
-        Net("plain", _randint(gen, 1, 3), _randint(gen, 3, 7), _randint(gen, 8, 12),
-            _randint(gen, 8, 12), _randint(gen, 3, 4), base + 2),
-        Net("lenet", _randint(gen, 1, 3), _randint(gen, 3, 7), 16, 0, 0, base + 3),
+        Net("resnet", randint(gen, 1, 3), randint(gen, 3, 7), randint(gen, 8, 12),
+            randint(gen, 4, 6), 2, base + 1),
+        Net("plain", randint(gen, 1, 3), randint(gen, 3, 7), randint(gen, 8, 12),
+            randint(gen, 8, 12), randint(gen, 3, 4), base + 2),
+        Net("lenet", randint(gen, 1, 3), randint(gen, 3, 7), 16, 0, 0, base + 3),
     ]
 
 
@@ -396,10 +379,10 @@ def _step_case(net: Net, lr: float, x: torch.Tensor, y: torch.Tensor) -> Case:
 
 
 def _freeze_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 1)
+    gen = generator(seed, 1)
     cases = []
     for net in _nets(gen, seed, 1):
-        lr = _log_uniform(gen, 0.01, 0.5)
+        lr = log_uniform(gen, 0.01, 0.5)
         x = _images(gen, net, 6)
         y = torch.randint(0, net.num_classes, (6,), generator=gen)
         cases += [_trainable_case(net, lr), _optimizer_case(net, lr), _step_case(net, lr, x, y)]
@@ -516,13 +499,13 @@ def _replace_case(net: Net, num_classes: int, x: torch.Tensor, frozen: bool) -> 
 
 
 def _replace_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 2)
+    gen = generator(seed, 2)
     cases = []
     nets = _nets(gen, seed, 2)
     for i, net in enumerate([*nets, nets[0]]):
-        num_classes = _randint(gen, 2, 12)
+        num_classes = randint(gen, 2, 12)
         while num_classes == net.num_classes:
-            num_classes = _randint(gen, 2, 12)
+            num_classes = randint(gen, 2, 12)
         cases.append(_replace_case(net, num_classes, _images(gen, net, 4), frozen=i == 3))
     return cases
 
@@ -622,13 +605,13 @@ def _groups_case(net: Net, base_lr: float, decay: float, n_frozen: int) -> Case:
 
 
 def _groups_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 3)
+    gen = generator(seed, 3)
     cases = []
     for kind, depth, n_frozen in (("resnet", 2, 0), ("cifar", 0, 0), ("resnet", 3, 2)):
-        net = Net(kind, _randint(gen, 1, 3), _randint(gen, 3, 9), 8, _randint(gen, 2, 4),
+        net = Net(kind, randint(gen, 1, 3), randint(gen, 3, 9), 8, randint(gen, 2, 4),
                   depth, seed * 1000 + 30 + depth + n_frozen)
-        cases.append(_groups_case(net, _log_uniform(gen, 1e-3, 0.1),
-                                  round(_uniform(gen, 0.1, 0.5), 3), n_frozen))
+        cases.append(_groups_case(net, log_uniform(gen, 1e-3, 0.1),
+                                  round(uniform(gen, 0.1, 0.5), 3), n_frozen))
     return cases
 
 
@@ -709,12 +692,12 @@ def _features_case(net: Net, x: torch.Tensor, mean: list[float], std: list[float
 
 
 def _features_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 4)
+    gen = generator(seed, 4)
     cases = []
     nets = _nets(gen, seed, 4)
     for net, batch in ((nets[0], 5), (nets[1], 4), (nets[2], 3), (nets[2], 1)):
-        mean = [round(_uniform(gen, 0.2, 0.6), 3) for _ in range(net.in_channels)]
-        std = [round(_uniform(gen, 0.15, 0.35), 3) for _ in range(net.in_channels)]
+        mean = [round(uniform(gen, 0.2, 0.6), 3) for _ in range(net.in_channels)]
+        std = [round(uniform(gen, 0.15, 0.35), 3) for _ in range(net.in_channels)]
         cases.append(_features_case(net, _images(gen, net, batch), mean, std))
     return cases
 
@@ -733,7 +716,7 @@ class ProbeData:
 
 
 def _probe_data(gen: torch.Generator) -> ProbeData:
-    k, d, per_class = _randint(gen, 3, 5), _randint(gen, 4, 12), _randint(gen, 8, 16)
+    k, d, per_class = randint(gen, 3, 5), randint(gen, 4, 12), randint(gen, 8, 16)
     means = torch.randn(k, d, generator=gen) * 1.2 + torch.randn(d, generator=gen) * 2
 
     def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -742,7 +725,7 @@ def _probe_data(gen: torch.Generator) -> ProbeData:
 
     train_x, train_y = draw(k * per_class)
     test_x, _ = draw(12)
-    return ProbeData(train_x, train_y, test_x, k, round(_log_uniform(gen, 0.01, 0.1), 4))
+    return ProbeData(train_x, train_y, test_x, k, round(log_uniform(gen, 0.01, 0.1), 4))
 
 
 def _sklearn_probe(data: ProbeData, c: float, penalize_bias: bool = False,
@@ -844,7 +827,7 @@ def _probe_case(data: ProbeData) -> Case:
 
 
 def _probe_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 5)
+    gen = generator(seed, 5)
     return [_probe_case(_probe_data(gen)) for _ in range(3)]
 
 

@@ -73,26 +73,10 @@ from .core import (
     real_number,
     student_function,
 )
+from .draw import choice, generator, randint, uniform
 from .policy import policy_text
 
 QMIN, QMAX = -128, 127  # torch.qint8
-
-
-def _generator(seed: int, salt: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1000 + salt)
-
-
-def _randint(gen: torch.Generator, low: int, high: int) -> int:
-    """An integer in [low, high], both included."""
-    return int(torch.randint(low, high + 1, (), generator=gen))
-
-
-def _uniform(gen: torch.Generator, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=gen))
-
-
-def _choice(gen: torch.Generator, options: list) -> Any:
-    return options[_randint(gen, 0, len(options) - 1)]
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -249,42 +233,42 @@ def _prune_case(label: str, weight: torch.Tensor, sparsity: float) -> Case:
 
 def _sparsity_for(gen: torch.Generator, n: int, frac_low: float, frac_high: float) -> float:
     """A sparsity s in (0.2, 0.95) whose s * n has a fractional part in the given range."""
-    whole = _randint(gen, math.ceil(0.2 * n), int(0.95 * n) - 1)
-    return round((whole + _uniform(gen, frac_low, frac_high)) / n, 6)
+    whole = randint(gen, math.ceil(0.2 * n), int(0.95 * n) - 1)
+    return round((whole + uniform(gen, frac_low, frac_high)) / n, 6)
 
 
 def _prune_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 1)
+    gen = generator(seed, 1)
     cases = []
     # a linear layer: s * n rounds up (int() or floor is one weight short)
-    rows, cols = _randint(gen, 20, 80), _randint(gen, 20, 120)
+    rows, cols = randint(gen, 20, 80), randint(gen, 20, 120)
     w = torch.randn(rows, cols, generator=gen) * 0.1
     cases.append(_prune_case("a linear layer's weight", w,
                              _sparsity_for(gen, w.numel(), 0.6, 0.9)))
     # a convolution: s * n rounds down (ceil is one weight too many)
-    shape = (_randint(gen, 4, 16), _randint(gen, 1, 8), 3, 3)
+    shape = (randint(gen, 4, 16), randint(gen, 1, 8), 3, 3)
     w = torch.randn(shape, generator=gen) * 0.2
     cases.append(_prune_case("a convolution's weight", w,
                              _sparsity_for(gen, w.numel(), 0.1, 0.4)))
     # weights already on a grid: many ties at the threshold
-    w = torch.randint(-6, 7, (_randint(gen, 8, 20), _randint(gen, 8, 20)), generator=gen) / 8
+    w = torch.randint(-6, 7, (randint(gen, 8, 20), randint(gen, 8, 20)), generator=gen) / 8
     cases.append(_prune_case("many weights of equal magnitude (ties at the threshold)", w,
                              _sparsity_for(gen, w.numel(), 0.1, 0.4)))
     # iterative pruning: half the weights are already exact zeros
-    w = torch.randn(_randint(gen, 10, 40), _randint(gen, 10, 40), generator=gen)
+    w = torch.randn(randint(gen, 10, 40), randint(gen, 10, 40), generator=gen)
     w[torch.rand(w.shape, generator=gen) < 0.5] = 0.0
     zeros = int((w == 0).sum())
     cases.append(_prune_case("a weight already half pruned (exact zeros), pruned further", w,
-                             round((zeros + _randint(gen, 5, 20) + 0.3) / w.numel(), 6)))
+                             round((zeros + randint(gen, 5, 20) + 0.3) / w.numel(), 6)))
     cases.append(_prune_case("a weight already half pruned, at a sparsity below its share of "
                              "zeros (ties among the zeros)", w,
-                             round((zeros - _randint(gen, 3, 10) + 0.3) / w.numel(), 6)))
+                             round((zeros - randint(gen, 3, 10) + 0.3) / w.numel(), 6)))
     # the ends of the range
-    w = torch.randn(_randint(gen, 3, 9), _randint(gen, 3, 9), generator=gen)
+    w = torch.randn(randint(gen, 3, 9), randint(gen, 3, 9), generator=gen)
     cases.append(_prune_case("sparsity 0 prunes nothing", w, 0.0))
     cases.append(_prune_case("sparsity 1 prunes everything", w, 1.0))
     # signs matter: a weight of mostly large negative values
-    w = torch.randn(_randint(gen, 30, 200), generator=gen) - 1.0
+    w = torch.randn(randint(gen, 30, 200), generator=gen) - 1.0
     cases.append(_prune_case("a vector of mostly negative weights", w,
                              _sparsity_for(gen, w.numel(), 0.6, 0.9)))
     return cases
@@ -446,13 +430,13 @@ def _round_trip_case(x: torch.Tensor) -> Case:
 
 
 def _quant_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 2)
+    gen = generator(seed, 2)
     cases = []
     for label, sym in (("values of both signs, some beyond the int8 range", True),
                        ("ReLU outputs (all >= 0), some saturating", False)):
-        scale = _uniform(gen, 0.005, 0.1)
-        zero_point = _randint(gen, -30, 30) if sym else _randint(gen, -128, -100)
-        shape = (_randint(gen, 2, 6), _randint(gen, 3, 30))
+        scale = uniform(gen, 0.005, 0.1)
+        zero_point = randint(gen, -30, 30) if sym else randint(gen, -128, -100)
+        shape = (randint(gen, 2, 6), randint(gen, 3, 30))
         x = torch.randn(shape, generator=gen) * 80 * scale
         if not sym:
             x = x.abs()
@@ -460,24 +444,24 @@ def _quant_cases(seed: int) -> list[Case]:
         if sym:
             x.view(-1)[1] = (QMIN - 40 - zero_point) * scale  # saturates at -128
         cases.append(_quantize_case(label, _avoid_halfway(x, scale), scale, zero_point))
-    scale = _uniform(gen, 0.001, 0.05)
-    x = torch.randn(_randint(gen, 2, 5), _randint(gen, 2, 5), 3, 3, generator=gen) * 30 * scale
+    scale = uniform(gen, 0.001, 0.05)
+    x = torch.randn(randint(gen, 2, 5), randint(gen, 2, 5), 3, 3, generator=gen) * 30 * scale
     cases.append(_quantize_case("a convolution's weights, zero point 0", _avoid_halfway(x, scale),
                                 scale, 0))
-    for label, zero_point in (("a nonzero zero point", _randint(gen, -100, 100)),
+    for label, zero_point in (("a nonzero zero point", randint(gen, -100, 100)),
                               ("zero point -128 (values >= 0)", QMIN)):
-        q = torch.randint(QMIN, QMAX + 1, (_randint(gen, 2, 50),), generator=gen,
+        q = torch.randint(QMIN, QMAX + 1, (randint(gen, 2, 50),), generator=gen,
                           dtype=torch.int8)
-        cases.append(_dequantize_case(label, q, _uniform(gen, 0.001, 0.2), zero_point))
-    lo, hi = -_uniform(gen, 0.05, 3.0), _uniform(gen, 0.05, 3.0)
+        cases.append(_dequantize_case(label, q, uniform(gen, 0.001, 0.2), zero_point))
+    lo, hi = -uniform(gen, 0.05, 3.0), uniform(gen, 0.05, 3.0)
     cases.append(_qparams_case("a range around 0", _f32(lo), _f32(hi)))
     cases.append(_qparams_case("a range of positive values (it must be widened to 0)",
-                               _f32(_uniform(gen, 0.5, 2.0)), _f32(_uniform(gen, 3.0, 9.0))))
-    cases.append(_qparams_case("a range of negative values", _f32(-_uniform(gen, 3.0, 9.0)),
-                               _f32(-_uniform(gen, 0.5, 2.0))))
+                               _f32(uniform(gen, 0.5, 2.0)), _f32(uniform(gen, 3.0, 9.0))))
+    cases.append(_qparams_case("a range of negative values", _f32(-uniform(gen, 3.0, 9.0)),
+                               _f32(-uniform(gen, 0.5, 2.0))))
     cases.append(_qparams_case("an all-zero tensor (a fully pruned layer)", 0.0, 0.0))
-    w = torch.randn(_randint(gen, 16, 64), _randint(gen, 16, 64), generator=gen) * 0.05
-    w = w + _uniform(gen, -0.02, 0.02)
+    w = torch.randn(randint(gen, 16, 64), randint(gen, 16, 64), generator=gen) * 0.05
+    w = w + uniform(gen, -0.02, 0.02)
     # no inner value halfway between two levels of the step its range gives (the extremes
     # set that step and stay put; the others move towards the middle)
     lo, hi = min(float(w.min()), 0.0), max(float(w.max()), 0.0)
@@ -622,27 +606,27 @@ def _kmeans_draw(gen: torch.Generator, shape: tuple[int, ...], zeros: float, n_c
 
 
 def _kmeans_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 3)
+    gen = generator(seed, 3)
     cases = []
     specs = [("a pruned linear layer (about 70% zeros), linear initialization",
-              (_randint(gen, 20, 60), _randint(gen, 20, 60)), 0.7, _choice(gen, [4, 8]),
-              _randint(gen, 5, 20), "linear"),
+              (randint(gen, 20, 60), randint(gen, 20, 60)), 0.7, choice(gen, [4, 8]),
+              randint(gen, 5, 20), "linear"),
              ("a pruned convolution (about 50% zeros), random initialization",
-              (_randint(gen, 4, 12), _randint(gen, 2, 6), 3, 3), 0.5, _choice(gen, [4, 8]),
-              _randint(gen, 3, 15), "random"),
-             ("an unpruned layer, 16 shared values", (_randint(gen, 20, 40), 32), 0.0, 16,
-              _randint(gen, 10, 25), "random"),
+              (randint(gen, 4, 12), randint(gen, 2, 6), 3, 3), 0.5, choice(gen, [4, 8]),
+              randint(gen, 3, 15), "random"),
+             ("an unpruned layer, 16 shared values", (randint(gen, 20, 40), 32), 0.0, 16,
+              randint(gen, 10, 25), "random"),
              ("a heavily pruned layer (about 90% zeros), one iteration",
-              (_randint(gen, 40, 80), _randint(gen, 40, 80)), 0.9, _choice(gen, [2, 4]), 1,
+              (randint(gen, 40, 80), randint(gen, 40, 80)), 0.9, choice(gen, [2, 4]), 1,
               "linear")]
     for label, shape, zeros, n_c, n_iter, init in specs:
         w, c = _kmeans_draw(gen, shape, zeros, n_c, n_iter, init)
         cases.append(_kmeans_case(label, w, c, n_iter))
     # Magnitude pruning leaves a gap around 0; evenly spaced centroids that fall into it get
     # no weight (as in the notebook's experiment), and an empty cluster keeps its centroid.
-    n_iter = _randint(gen, 5, 20)
+    n_iter = randint(gen, 5, 20)
     while True:
-        w = torch.randn(_randint(gen, 20, 50), _randint(gen, 20, 50), generator=gen) * 0.1
+        w = torch.randn(randint(gen, 20, 50), randint(gen, 20, 50), generator=gen) * 0.1
         w.view(-1)[w.abs().flatten().argsort()[:round(0.8 * w.numel())]] = 0.0
         values = w[w != 0].double()
         c = torch.linspace(float(values.min()), float(values.max()), 8, dtype=torch.float64)
@@ -715,33 +699,33 @@ def _huffman_case(label: str, symbols: torch.Tensor) -> Case:
 
 
 def _huffman_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 4)
+    gen = generator(seed, 4)
     cases = []
     # a pruned, shared layer: symbol 0 (pruned) dominates, then 1 + cluster index
-    n, n_c = _randint(gen, 2000, 6000), _choice(gen, [4, 8, 16])
-    probs = torch.cat([torch.tensor([_uniform(gen, 0.6, 0.9)]),
+    n, n_c = randint(gen, 2000, 6000), choice(gen, [4, 8, 16])
+    probs = torch.cat([torch.tensor([uniform(gen, 0.6, 0.9)]),
                        torch.rand(n_c, generator=gen) ** 2 + 0.01])
     symbols = torch.multinomial(probs, n, replacement=True, generator=gen)
     cases.append(_huffman_case("the symbols of a pruned, shared layer (0: pruned)", symbols))
     # skewed counts over a range with gaps: symbols that never occur get no code
-    values = torch.randperm(64, generator=gen)[:_randint(gen, 6, 20)]
+    values = torch.randperm(64, generator=gen)[:randint(gen, 6, 20)]
     weights = torch.rand(len(values), generator=gen) ** 3 + 0.001
-    symbols = values[torch.multinomial(weights, _randint(gen, 300, 2000), replacement=True,
+    symbols = values[torch.multinomial(weights, randint(gen, 300, 2000), replacement=True,
                                        generator=gen)]
     cases.append(_huffman_case("skewed counts, with gaps between the symbols", symbols))
     # int8 codes of a weight tensor (bell-shaped counts, negative symbols)
-    w = torch.randn(_randint(gen, 1000, 4000), generator=gen) * _uniform(gen, 5, 30)
+    w = torch.randn(randint(gen, 1000, 4000), generator=gen) * uniform(gen, 5, 30)
     cases.append(_huffman_case("int8 codes of normally distributed weights",
                                w.round().clamp(QMIN, QMAX).long()))
     # nearly uniform counts
-    k = _randint(gen, 5, 12)
+    k = randint(gen, 5, 12)
     cases.append(_huffman_case("nearly uniform counts",
-                               torch.randint(0, k, (_randint(gen, 200, 600),), generator=gen)))
+                               torch.randint(0, k, (randint(gen, 200, 600),), generator=gen)))
     # two symbols, and a single one (a fully pruned layer)
     cases.append(_huffman_case("two distinct symbols", (torch.rand(
-        _randint(gen, 10, 100), generator=gen) < 0.2).long() * _randint(gen, 1, 9)))
+        randint(gen, 10, 100), generator=gen) < 0.2).long() * randint(gen, 1, 9)))
     cases.append(_huffman_case("a single distinct symbol (a fully pruned layer)",
-                               torch.zeros(_randint(gen, 10, 500), dtype=torch.long)))
+                               torch.zeros(randint(gen, 10, 500), dtype=torch.long)))
     return cases
 
 
@@ -796,21 +780,21 @@ def _winograd_case(kind: str, x: torch.Tensor, w: torch.Tensor, label: str) -> C
 
 
 def _winograd_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 5)
+    gen = generator(seed, 5)
     cases = []
     cases.append(_winograd_case("1d", torch.randn(4, generator=gen), torch.randn(3, generator=gen),
                                 "one tile"))
     for _ in range(2):
-        length = 2 + 2 * _randint(gen, 3, 20)
+        length = 2 + 2 * randint(gen, 3, 20)
         cases.append(_winograd_case("1d", torch.randn(length, generator=gen),
                                     torch.randn(3, generator=gen), "a signal of several tiles"))
     cases.append(_winograd_case("2d", torch.randn(1, 4, 4, generator=gen),
                                 torch.randn(1, 1, 3, 3, generator=gen), "one tile, one channel"))
     for label in ("several channels, a rectangular input", "several channels and filters"):
-        cin, cout = _randint(gen, 2, 5), _randint(gen, 1, 4)
-        h, w = 2 + 2 * _randint(gen, 1, 5), 2 + 2 * _randint(gen, 1, 5)
+        cin, cout = randint(gen, 2, 5), randint(gen, 1, 4)
+        h, w = 2 + 2 * randint(gen, 1, 5), 2 + 2 * randint(gen, 1, 5)
         if label.startswith("several channels, a"):
-            w = h + 2 * _randint(gen, 1, 3)
+            w = h + 2 * randint(gen, 1, 3)
         cases.append(_winograd_case("2d", torch.randn(cin, h, w, generator=gen),
                                     torch.randn(cout, cin, 3, 3, generator=gen), label))
     return cases
@@ -918,19 +902,19 @@ def _distill_case(label: str, s: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
 
 
 def _distill_cases(seed: int) -> list[Case]:
-    gen = _generator(seed, 6)
+    gen = generator(seed, 6)
     cases = []
-    specs = [("a batch at a moderate temperature", _uniform(gen, 2.0, 5.0),
-              round(_uniform(gen, 0.3, 0.9), 3), 3.0),
-             ("a confident teacher at a high temperature", _uniform(gen, 8.0, 20.0),
-              round(_uniform(gen, 0.5, 0.95), 3), 12.0),
-             ("soft targets only (alpha = 1)", _uniform(gen, 2.0, 8.0), 1.0, 4.0),
-             ("temperature 1", 1.0, round(_uniform(gen, 0.2, 0.8), 3), 2.0),
-             ("one example, many classes", _uniform(gen, 2.0, 6.0),
-              round(_uniform(gen, 0.3, 0.9), 3), 5.0)]
+    specs = [("a batch at a moderate temperature", uniform(gen, 2.0, 5.0),
+              round(uniform(gen, 0.3, 0.9), 3), 3.0),
+             ("a confident teacher at a high temperature", uniform(gen, 8.0, 20.0),
+              round(uniform(gen, 0.5, 0.95), 3), 12.0),
+             ("soft targets only (alpha = 1)", uniform(gen, 2.0, 8.0), 1.0, 4.0),
+             ("temperature 1", 1.0, round(uniform(gen, 0.2, 0.8), 3), 2.0),
+             ("one example, many classes", uniform(gen, 2.0, 6.0),
+              round(uniform(gen, 0.3, 0.9), 3), 5.0)]
     for label, tau, alpha, spread in specs:
-        batch = 1 if label.startswith("one example") else _randint(gen, 4, 32)
-        k = _randint(gen, 50, 200) if label.startswith("one example") else _randint(gen, 3, 20)
+        batch = 1 if label.startswith("one example") else randint(gen, 4, 32)
+        k = randint(gen, 50, 200) if label.startswith("one example") else randint(gen, 3, 20)
         s = torch.randn(batch, k, generator=gen) * 2
         t = torch.randn(batch, k, generator=gen) * spread
         y = torch.randint(0, k, (batch,), generator=gen)
