@@ -887,3 +887,24 @@ def saved_for_backward_bytes(model: nn.Module, x: torch.Tensor) -> int:
         model.train(was_training)
     return sum(seen.values())
 
+
+
+def training_step_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one training step's arithmetic on ``x`` -- the forward pass and the backward
+    pass of a cross-entropy loss, for the model's current trainable parameters -- counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products). Frozen
+    stages below every trainable one cost their forward pass only. The gradients are
+    cleared afterwards; the weights are not changed."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.train()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            logits = model(x)
+            if logits.requires_grad:
+                F.cross_entropy(logits, logits.argmax(1)).backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return counter.get_total_flops()

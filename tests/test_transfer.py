@@ -222,6 +222,24 @@ def test_frozen_stages_save_no_activations_for_backward():
     assert 0 < head_only < everything / 10
 
 
+def test_training_step_flops_count_forward_and_only_the_trainable_backward():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = small_net()
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad(), FlopCounterMode(display=False) as forward:
+        model(x)
+    everything = T.training_step_flops(model, x)
+    T.unfreeze_from(model, "stage3")
+    top = T.training_step_flops(model, x)
+    T.freeze(model)
+    head_only = T.training_step_flops(model, x)
+    assert forward.get_total_flops() < head_only < top < everything
+    assert head_only < 1.01 * forward.get_total_flops()  # the head's backward is tiny
+    assert 2.5 < everything / forward.get_total_flops() < 3.1  # backward: about twice forward
+    assert all(p.grad is None for p in model.parameters())
+
+
 def _records():
     return [{"kind": kind, "per_class": n, "strategy": s, "seed": seed,
              "accuracy": 0.2 + 0.1 * i + 0.01 * seed + (0.2 if kind == "similar" else 0),
