@@ -54,7 +54,7 @@ lint: install
 	$(BIN)/zizmor --offline --no-progress .github/workflows/
 
 unit: install
-	$(PYTEST) -q $(call XDIST,load) --timings-json=$(TIMINGS)/unit.json tests
+	$(PYTEST) -q $(call XDIST,worksteal) --timings-json=$(TIMINGS)/unit.json tests
 
 # Each notebook runs once, in its own kernel; --dist loadfile keeps a notebook's cells on one
 # worker, in order. The executed copies go to $(EXECUTED) for book-smoke.

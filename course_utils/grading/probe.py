@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .core import _MISSING, Case, Question, describe_exception, run_case
-from .policy import block, policy_problems
+from .policy import block, policy_problems, preload
 
 OUTPUT_CAP = 2048  # bytes of the student's own printed output kept per question
 MESSAGE_CAP = 600  # characters of one test's error message
@@ -187,6 +187,7 @@ def probe_question(namespace: Mapping[str, Any], question: Question, cases: Sequ
         fd, path = tempfile.mkstemp(prefix=f"course-probe-{question.id}-", suffix=".pt")
         os.close(fd)
         os.unlink(path)
+    preload(question.forbidden)  # once here rather than in every child
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
