@@ -115,17 +115,13 @@ class ArchitectureExplorer(_Interactive):
 
     def redraw(self) -> None:
         """Show the figure and, under it, the layer table (or why there is none)."""
-        from IPython.display import display
-
         if self._quiet or not in_notebook():
             return
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(self.figure())
-            try:
-                print(self.summary().table(max_rows=40))
-            except ValueError as error:
-                print(error)
+        try:
+            text = self.summary().table(max_rows=40)
+        except ValueError as error:
+            text = str(error)
+        self._show(self.figure(), text)
 
 
 def architecture_explorer(model: str = "vgg16", image_size: int = 224,

@@ -127,14 +127,25 @@ class _Interactive:
 
     def redraw(self) -> None:
         """Recompute for the current control values and show the new figure."""
-        from IPython.display import display
-
         if self._quiet or not in_notebook():  # no output area to draw in outside Jupyter
             return
-        fig = self.figure()
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(fig)
+        self._show(self.figure())
+
+    def _show(self, fig, text: str | None = None) -> None:
+        """Make the output area show ``fig`` and, under it, ``text``.
+
+        The outputs are set on the widget's state rather than displayed: a front end with
+        widgets renders them in the output area, and a run without one (nbclient, the book
+        build) records nothing in the cell, whose static picture is the bundle's PNG (a
+        displayed figure would show twice on the page).
+        """
+        from IPython import get_ipython
+
+        data, metadata = get_ipython().display_formatter.format(fig)
+        outputs = [{"output_type": "display_data", "data": data, "metadata": metadata}]
+        if text is not None:
+            outputs.append({"output_type": "stream", "name": "stdout", "text": text + "\n"})
+        self.output.outputs = tuple(outputs)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         bundle = dict(self.widget._repr_mimebundle_())
