@@ -53,6 +53,7 @@ from .core import (
     Question,
     StudentError,
     call_student,
+    compare_tensor,
     integer,
     student_function,
 )
@@ -74,25 +75,6 @@ def compare_ints(got: Any, expected: list[int], *, names: list[str],
         if g != e:
             return f"{what}: expected {e}, got {g}" + (f". Hint: {hint}" if hint else "")
     return None
-
-
-def compare_tensor(got: Any, expected: torch.Tensor, *, what: str = "the output",
-                   hint: str = "", rtol: float = 1e-4, atol: float = 1e-4) -> str | None:
-    """Compare an output tensor with the reference's: shape first, then values."""
-    if not isinstance(got, torch.Tensor):
-        return f"{what} should be a tensor, got {type(got).__name__}"
-    if got.shape != expected.shape:
-        return (f"{what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-                + (f". Hint: {hint}" if hint else ""))
-    g, e = got.double(), expected.double()
-    if bool(torch.isclose(g, e, rtol=rtol, atol=atol).all()):
-        return None
-    diff = (g - e).abs().nan_to_num(float("inf"))
-    where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
-    index = "[" + ", ".join(str(i) for i in where) + "]"
-    return (f"{what} differs from the reference: expected {what.split()[-1]}{index} = "
-            f"{float(e[where]):.6g}, got {float(g[where]):.6g} (largest difference "
-            f"{float(diff.max()):.3g})" + (f". Hint: {hint}" if hint else ""))
 
 
 # --------------------------------------------------------------------------------------
@@ -449,7 +431,8 @@ def _block_case(name: str, args: tuple[int, int, int], layout: dict[str, tuple],
 
     label = f"{where} in eval mode, on an input of shape {tuple(x.shape)}"
     return Case(label, run, reference,
-                functools.partial(compare_tensor, what="the block's output y", hint=hint))
+                functools.partial(compare_tensor, what="the block's output y", hint=hint,
+                                  rtol=1e-4, atol=1e-4))
 
 
 def _projection(cin: int, cout: int, stride: int) -> nn.Module:
@@ -604,7 +587,7 @@ def _dense_forward_case(cin: int, num_layers: int, growth: int, x: torch.Tensor,
             "concatenated")
     return Case(label, run, reference,
                 functools.partial(compare_tensor, what="the dense block's output y",
-                                  hint=hint))
+                                  hint=hint, rtol=1e-4, atol=1e-4))
 
 
 def _dense_cases(seed: int) -> list[Case]:

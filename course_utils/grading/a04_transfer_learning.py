@@ -58,6 +58,7 @@ from .core import (
     Question,
     StudentError,
     call_student,
+    compare_tensor,
     describe_exception,
     student_function,
 )
@@ -202,24 +203,6 @@ def _names_by_id(model: nn.Module) -> dict[int, str]:
 
 def _images(gen: torch.Generator, net: Net, batch: int) -> torch.Tensor:
     return torch.rand(batch, net.in_channels, net.size, net.size, generator=gen)
-
-
-def compare_tensor(got: Any, expected: torch.Tensor, *, what: str, hint: str = "",
-                   rtol: float = 1e-4, atol: float = 1e-5) -> str | None:
-    """Shape first, then values; name the entry that differs most."""
-    if not isinstance(got, torch.Tensor):
-        return f"{what} should be a tensor, got {type(got).__name__}"
-    if got.shape != expected.shape:
-        return (f"{what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-                + _hint(hint))
-    g, e = got.double(), expected.double()
-    if bool(torch.isclose(g, e, rtol=rtol, atol=atol).all()):
-        return None
-    diff = (g - e).abs().nan_to_num(float("inf"))
-    where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
-    index = "[" + ", ".join(str(i) for i in where) + "]"
-    return (f"{what}{index} = {float(g[where]):.6g}, expected {float(e[where]):.6g} "
-            f"(largest difference {float(diff.max()):.3g})" + _hint(hint))
 
 
 # --------------------------------------------------------------------------------------
@@ -368,7 +351,7 @@ def _step_case(net: Net, lr: float, x: torch.Tensor, y: torch.Tensor) -> Case:
                                      what=f"after one step, {key}", hint=(
                                          "the frozen part runs in eval mode (batch norm uses "
                                          "its running statistics); the head takes one SGD "
-                                         "step with the given lr"))
+                                         "step with the given lr"), rtol=1e-4, atol=1e-5)
             if message:
                 return message
         return None
@@ -493,7 +476,7 @@ def _replace_case(net: Net, num_classes: int, x: torch.Tensor, frozen: bool) -> 
         return compare_tensor(logits, F.linear(features, weight, got["bias"]),
                               what="the output", hint=(
                                   "the output should be the new head applied to what the old "
-                                  "head received"))
+                                  "head received"), rtol=1e-4, atol=1e-5)
 
     return Case(where, run, reference, compare)
 
@@ -686,7 +669,7 @@ def _features_case(net: Net, x: torch.Tensor, mean: list[float], std: list[float
                 return "the features differ from the reference. Hint: " + hint
         return compare_tensor(feats, ref, what="features", hint=(
             "normalize with (x - mean) / std per channel, model in eval mode, and take the "
-            "head's input"))
+            "head's input"), rtol=1e-4, atol=1e-5)
 
     return Case(where, run, reference, compare)
 

@@ -69,6 +69,7 @@ from .core import (
     Question,
     StudentError,
     call_student,
+    compare_tensor,
     integer,
     real_number,
     student_function,
@@ -89,26 +90,6 @@ def _index(where: tuple[int, ...]) -> str:
 
 def _with_hint(message: str, hint: str) -> str:
     return message + (f". Hint: {hint}" if hint else "")
-
-
-def compare_tensor(got: Any, expected: torch.Tensor, *, what: str = "the result",
-                   name: str = "out", hint: str = "", rtol: float = 1e-5,
-                   atol: float = 1e-6) -> str | None:
-    """Shape first, then values; name the entry that differs most."""
-    if not isinstance(got, torch.Tensor):
-        return f"{what} should be a tensor, got {type(got).__name__}"
-    if got.shape != expected.shape:
-        return _with_hint(f"{what} has shape {tuple(got.shape)}, expected "
-                          f"{tuple(expected.shape)}", hint)
-    g, e = got.double(), expected.double()
-    if bool(torch.isclose(g, e, rtol=rtol, atol=atol).all()):
-        return None
-    diff = (g - e).abs().nan_to_num(float("inf"))
-    where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
-    wrong = int((~torch.isclose(g, e, rtol=rtol, atol=atol)).sum())
-    return _with_hint(f"{what}: {wrong} of {e.numel()} entries differ from the reference; "
-                      f"expected {name}{_index(where)} = {float(e[where]):.6g}, got "
-                      f"{float(g[where]):.6g}", hint)
 
 
 def _tensor_like(value: Any, shape: tuple[int, ...], dtype: torch.dtype, where: str,

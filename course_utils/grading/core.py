@@ -263,6 +263,32 @@ def _index(idx: Sequence[int]) -> str:
     return "[" + ", ".join(str(i) for i in idx) + "]" if len(idx) else ""
 
 
+def compare_tensor(got: Any, expected: torch.Tensor, *, what: str = "the result",
+                   name: str | None = None, hint: str = "", rtol: float = 1e-5,
+                   atol: float = 1e-6) -> str | None:
+    """None if ``got`` equals ``expected`` within the tolerances; else what differs.
+
+    Shape first, then values: how many entries differ, and the one that differs most, named
+    ``name`` (default: the last word of ``what``) with its index. ``hint`` follows as
+    ". Hint: ...".
+    """
+    tail = f". Hint: {hint}" if hint else ""
+    if not isinstance(got, torch.Tensor):
+        return f"{what} should be a tensor, got {type(got).__name__}"
+    if got.shape != expected.shape:
+        return f"{what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}" + tail
+    g, e = got.double(), expected.double()
+    close = torch.isclose(g, e, rtol=rtol, atol=atol)
+    if bool(close.all()):
+        return None
+    diff = (g - e).abs().nan_to_num(float("inf"))
+    where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    name = name or what.split()[-1]
+    return (f"{what}: {int((~close).sum())} of {e.numel()} entries differ from the "
+            f"reference; expected {name}{_index(where)} = {float(e[where]):.6g}, got "
+            f"{float(g[where]):.6g}" + tail)
+
+
 def compare_trajectory(got: Any, expected: torch.Tensor, *, name: str = "param",
                        rtol: float = 1e-4, atol: float = 1e-6, hint_first: str = "",
                        hint_later: str = "") -> str | None:
