@@ -25,7 +25,7 @@ _EXPORTS = {
     "optimizer_playground": "widgets", "schedule_explorer": "widgets",
     "plot_trajectories": "widgets", "overfitting_explorer": "widgets",
     "flops_per_image": "measure", "Stopwatch": "measure", "PeakMemory": "measure",
-    "throughput": "measure", "mfu": "measure",
+    "throughput": "measure", "mfu": "measure", "timing_check": "measure",
     "LivePlot": "plots", "plot_histories": "plots", "plot_samples": "plots",
 }
 
@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from .data import Augment, ImageData, load_data
     from .device import autocast_dtype, device_summary, get_device
     from .history import History
-    from .measure import PeakMemory, Stopwatch, flops_per_image, mfu, throughput
+    from .measure import PeakMemory, Stopwatch, flops_per_image, mfu, throughput, timing_check
     from .models import LeNet, count_parameters, get_model
     from .optim import make_scheduler
     from .plots import LivePlot, plot_histories, plot_samples

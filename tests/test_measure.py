@@ -17,6 +17,7 @@ from course_utils.measure import (
     mfu,
     peak_flops,
     throughput,
+    timing_check,
 )
 from course_utils.models import LeNet
 
@@ -85,6 +86,14 @@ def test_mfu_and_throughput_arithmetic():
     assert mfu(1e9, 1000.0, None) is None
     assert throughput(500, 2.0) == 250.0
     assert math.isnan(throughput(500, 0.0))
+
+
+def test_timing_check_reports_both_outcomes_and_never_raises(capsys):
+    assert timing_check(True, "a is faster than b") is True
+    assert timing_check(False, "a is faster than b") is False
+    held, failed = capsys.readouterr().out.strip().splitlines()
+    assert held == "timing check -- held in this run: a is faster than b"
+    assert failed.startswith("timing check -- did NOT hold in this run: a is faster than b.")
 
 
 def test_stopwatch_on_cpu():
