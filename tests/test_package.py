@@ -1,4 +1,4 @@
-"""Package-wide properties: fast import, no upward imports between layers, no outputs in
+"""Package-wide properties: lazy import, no upward imports between layers, no outputs in
 committed notebooks, and the Colab setup cell convention."""
 
 import ast
@@ -25,12 +25,14 @@ LAYERS = {
 }
 
 
-def test_import_is_fast_and_lazy():
-    code = ("import sys, time; t = time.perf_counter(); import course_utils; "
-            "print(time.perf_counter() - t, 'torch' in sys.modules)")
+def test_import_is_lazy():
+    # Instant import is the point; it is checked as "nothing heavy is imported" (a property of
+    # the code) rather than as a time (a property of the machine and its load).
+    heavy = ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "sklearn")
+    code = f"import sys, course_utils; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert float(out[0]) < 1.0 and out[1] == "False"
+                         check=True).stdout.strip()
+    assert out == "[]", f"import course_utils pulled in {out}"
 
 
 def test_every_public_name_resolves():
