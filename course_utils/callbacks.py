@@ -34,6 +34,10 @@ class EarlyStopping(Callback):
     epoch and loaded back when training ends, so the model is the best one seen, not the
     last. ``history.meta["best_epoch"]`` records which epoch that was (1-based). Monitor a
     validation split (``fit(model, data.validation(), ...)``), never the test split.
+
+    With ``fit(..., ema_decay=...)`` the scores are the averaged model's, so ``fit`` points
+    ``scored_model`` at its averaged copy: the weights kept, and loaded into ``restore_best``
+    at the end, are the averaged weights of the best epoch -- the ones that were scored.
     """
 
     def __init__(self, monitor: str = "test_loss", patience: int = 3, min_delta: float = 0.0,
@@ -44,6 +48,7 @@ class EarlyStopping(Callback):
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = mode or ("max" if monitor.endswith("acc") else "min")
         self.model = restore_best
+        self.scored_model: nn.Module | None = None  # None: restore_best itself was scored
         self.on_fit_start(History())
 
     def on_fit_start(self, history: History) -> None:
@@ -57,8 +62,8 @@ class EarlyStopping(Callback):
         if better:
             self.best, self.bad_epochs, self.best_epoch = value, 0, len(history)
             if self.model is not None:
-                self.best_state = {k: v.detach().clone()
-                                   for k, v in self.model.state_dict().items()}
+                scored = self.scored_model if self.scored_model is not None else self.model
+                self.best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
             return False
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:

@@ -24,7 +24,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .callbacks import Callback
+from .callbacks import Callback, EarlyStopping
 from .device import autocast_dtype, device_summary, get_device, synchronize
 from .distributed import ProcessGroup
 from .history import History
@@ -191,7 +191,8 @@ def fit(
     - ``compile``: opt in to ``torch.compile`` (slow first epoch, faster after).
     - ``ema_decay``: also keep an exponential moving average of the weights
       (``torch.optim.swa_utils``); test metrics are then those of the averaged model, which is
-      available afterwards as ``history.ema_model``.
+      available afterwards as ``history.ema_model``. ``EarlyStopping(restore_best=model)``
+      then restores the averaged weights of the best epoch into ``model``.
     - ``progress``: a tqdm progress bar; by default on, unless ``COURSE_PROGRESS=0`` (set by
       the Makefile for book builds, where a static page would show the bar frozen at 0%).
     - ``on_divergence``: ``"raise"`` (``TrainingDiverged``) or ``"stop"`` (return the history,
@@ -261,6 +262,8 @@ def fit(
               f"{history.meta['batch_size']} | profile {profile.name} | "
               f"{history.meta['device']}{group.describe()}")
     for cb in callbacks:
+        if isinstance(cb, EarlyStopping):  # the averaged weights are the ones scored
+            cb.scored_model = ema.module if ema is not None and cb.model is model else None
         cb.on_fit_start(history)
 
     steps = len(train_loader)

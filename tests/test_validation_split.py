@@ -10,7 +10,7 @@ from course_utils.callbacks import EarlyStopping
 from course_utils.data import load_data
 from course_utils.models import LeNet
 from course_utils.seed import seed_everything
-from course_utils.train import fit
+from course_utils.train import evaluate, fit
 
 
 def _rows(images: torch.Tensor) -> Counter:
@@ -73,6 +73,22 @@ def test_early_stopping_restores_the_best_weights():
         "early stopping: validation loss (history.test_loss) did not improve"), "names the split"
     for key, value in model.state_dict().items():
         assert torch.equal(value, snapshots[1][key]), key
+
+
+def test_early_stopping_with_ema_restores_the_averaged_weights_it_scored():
+    # With ema_decay the epoch's scores are the averaged model's, so "the best weights" are
+    # the averaged ones of the best epoch: the restored model must score exactly that.
+    data = load_data("mnist", batch_size=64, train_size=512, val_size=128, verbose=False)
+    view = data.validation()
+    seed_everything(0)
+    model = LeNet(data.in_channels, data.num_classes)
+    history = fit(model, view, 4, optimizer="adam", lr=3e-3, ema_decay=0.9, progress=False,
+                  verbose=False, callbacks=[EarlyStopping(patience=10, restore_best=model)])
+    best = history.meta["best_epoch"]
+    assert history.test_loss[best - 1] == min(history.test_loss)
+    restored = evaluate(model, view.test)
+    assert restored.loss == pytest.approx(history.test_loss[best - 1], rel=1e-5)
+    assert restored.accuracy == history.test_acc[best - 1]
 
 
 def test_early_stopping_can_be_reused_across_runs():
