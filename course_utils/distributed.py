@@ -14,6 +14,8 @@ this process owns. Then, in ``fit``:
 - the running sums behind the metrics (loss, correct answers, images seen) are added up
   across processes, so every process reports -- and decides on early stopping and
   divergence -- from the same numbers;
+- each process draws its own random numbers (dropout masks, stochastic depth, augmentation),
+  although the script seeded them all alike: process ``r`` > 0 reseeds with the seed + ``r``;
 - only process 0 prints (``is_main``); save files only there too (:func:`is_main_process`).
 
 Outside torchrun, :meth:`ProcessGroup.from_env` returns a one-process group whose methods
@@ -111,6 +113,18 @@ class ProcessGroup:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
+
+    def decorrelate_randomness(self) -> None:
+        """Give every process its own random stream, keeping process 0's.
+
+        Every process runs the same script, usually with the same ``seed_everything`` call, so
+        without this each would draw the same dropout masks and augmentations for its
+        different shard (correct, but not the independent draws one process makes for a
+        whole batch). Process ``r`` > 0 reseeds with ``torch.initial_seed() + r``; process 0
+        keeps its stream, and the shuffle is process 0's anyway (broadcast).
+        """
+        if self.rank:
+            torch.manual_seed(torch.initial_seed() + self.rank)
 
     def sync_buffers(self, model: nn.Module) -> None:
         """Copy process 0's buffers (batch norm's running statistics) to every process.

@@ -229,6 +229,7 @@ def fit(
                                   and device.type == "cuda")
     criterion = loss_fn or nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     train_model = group.wrap(model)  # DistributedDataParallel when several processes train
+    group.decorrelate_randomness()  # after wrap: the weights are process 0's either way
     step_model = torch.compile(train_model) if compile else train_model
     # Evaluation needs no gradient averaging, and the processes' shards of the test split may
     # take different numbers of batches, so it runs on the model itself (same weights).

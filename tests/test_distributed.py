@@ -1,5 +1,6 @@
 """Data-parallel ``fit``: two CPU processes on gloo, started by torchrun, train the same
-weights as one process on the combined batches; only process 0 prints and saves."""
+weights as one process on the combined batches, draw different random numbers, and only
+process 0 prints and saves."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ SCRIPT = textwrap.dedent('''
         out = Path(sys.argv[1])
         model, data = build()
         history = train(model, data)
+        torch.save(torch.rand(8), out / f"draw_{rank()}.pt")  # the processes' next draws
         if is_main_process():
             torch.save(model.state_dict(), out / f"weights_{rank()}.pt")
             history.save(out / "history.json")
@@ -73,6 +75,10 @@ def test_two_gloo_processes_train_the_same_weights_as_one(tmp_path):
     assert output.count("Training ddp") == 1, output
     assert output.count("epoch ") == 2 and "2 processes (gloo)" in output, output
     assert sorted(p.name for p in tmp_path.glob("weights_*.pt")) == ["weights_0.pt"]
+
+    # each process draws its own random numbers (dropout, augmentation), though seeded alike
+    draws = [torch.load(tmp_path / f"draw_{r}.pt", weights_only=True) for r in range(2)]
+    assert not torch.equal(draws[0], draws[1])
 
     # the reference: one process, the same global batches
     module = _load(script)
@@ -124,3 +130,6 @@ def test_bad_shards_and_single_process_group():
     loader, model, x = _loader(4, 2), torch.nn.Linear(1, 1), torch.ones(())
     assert group.shard(loader) is loader and group.wrap(model) is model
     assert group.all_sum(x, 3) == (x, 3) and group.all_mean(torch.tensor(6.0), 3) == 2.0
+    state = torch.get_rng_state()
+    group.decorrelate_randomness()  # alone: the random stream is left as it was
+    assert torch.equal(torch.get_rng_state(), state)
