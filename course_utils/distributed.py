@@ -124,7 +124,7 @@ class ProcessGroup:
         keeps its stream, and the shuffle is process 0's anyway (broadcast).
         """
         if self.rank:
-            torch.manual_seed(torch.initial_seed() + self.rank)
+            torch.manual_seed((torch.initial_seed() + self.rank) % 2**64)  # seeds are 64-bit
 
     def sync_buffers(self, model: nn.Module) -> None:
         """Copy process 0's buffers (batch norm's running statistics) to every process.

@@ -133,3 +133,14 @@ def test_bad_shards_and_single_process_group():
     state = torch.get_rng_state()
     group.decorrelate_randomness()  # alone: the random stream is left as it was
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_process_r_reseeds_with_the_seed_plus_r_even_at_the_top_of_the_range():
+    state = torch.get_rng_state()
+    try:
+        for seed, expected in ((7, 10), (2**64 - 2, 1)):
+            torch.manual_seed(seed)
+            ProcessGroup(3, 4, torch.device("cpu")).decorrelate_randomness()
+            assert torch.initial_seed() == expected
+    finally:
+        torch.set_rng_state(state)
