@@ -35,9 +35,9 @@ class EarlyStopping(Callback):
     last. ``history.meta["best_epoch"]`` records which epoch that was (1-based). Monitor a
     validation split (``fit(model, data.validation(), ...)``), never the test split.
 
-    With ``fit(..., ema_decay=...)`` the scores are the averaged model's, so ``fit`` points
-    ``scored_model`` at its averaged copy: the weights kept, and loaded into ``restore_best``
-    at the end, are the averaged weights of the best epoch -- the ones that were scored.
+    With ``fit(..., ema_decay=...)`` the scores are the averaged model's
+    (``history.ema_model``), so the weights kept, and loaded into ``restore_best`` at the end,
+    are the averaged weights of the best epoch -- the ones that were scored.
     """
 
     def __init__(self, monitor: str = "test_loss", patience: int = 3, min_delta: float = 0.0,
@@ -48,12 +48,13 @@ class EarlyStopping(Callback):
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = mode or ("max" if monitor.endswith("acc") else "min")
         self.model = restore_best
-        self.scored_model: nn.Module | None = None  # None: restore_best itself was scored
         self.on_fit_start(History())
 
     def on_fit_start(self, history: History) -> None:
         self.best = -math.inf if self.mode == "max" else math.inf
         self.bad_epochs, self.best_epoch, self.best_state = 0, 0, None
+        averaged = getattr(history, "ema_model", None)  # what fit scores with ema_decay
+        self.scored_model = averaged.module if averaged is not None else self.model
 
     def on_epoch_end(self, history: History) -> bool:
         value = getattr(history, self.monitor)[-1]
@@ -62,8 +63,8 @@ class EarlyStopping(Callback):
         if better:
             self.best, self.bad_epochs, self.best_epoch = value, 0, len(history)
             if self.model is not None:
-                scored = self.scored_model if self.scored_model is not None else self.model
-                self.best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
+                self.best_state = {k: v.detach().clone()
+                                   for k, v in self.scored_model.state_dict().items()}
             return False
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:

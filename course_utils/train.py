@@ -24,7 +24,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .callbacks import Callback, EarlyStopping
+from .callbacks import Callback
 from .device import autocast_dtype, device_summary, get_device, synchronize
 from .distributed import ProcessGroup
 from .history import History
@@ -257,14 +257,14 @@ def fit(
                             getattr(batch_transform, "__name__", type(batch_transform).__name__)),
         "stopped": None,
     })
+    if ema is not None:  # set now, so that callbacks know which weights are scored
+        history.ema_model = ema
     if verbose:
         print(f"Training {history.meta['label']} on {dataset_name} | {n_train:,} train / "
               f"{n_test:,} test images | {epochs} epoch(s), batch "
               f"{history.meta['batch_size']} | profile {profile.name} | "
               f"{history.meta['device']}{group.describe()}")
     for cb in callbacks:
-        if isinstance(cb, EarlyStopping):  # the averaged weights are the ones scored
-            cb.scored_model = ema.module if ema is not None and cb.model is model else None
         cb.on_fit_start(history)
 
     steps = len(train_loader)
@@ -336,8 +336,6 @@ def fit(
         history.meta["stopped"] = f"interrupted (Ctrl-C) after {len(history)} epoch(s)"
         print(f"Training interrupted: returning the history of the {len(history)} completed "
               "epoch(s).")
-    if ema is not None:
-        history.ema_model = ema
     return _finish(history, callbacks, bar)
 
 
