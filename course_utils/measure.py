@@ -99,14 +99,15 @@ def throughput(images: int, seconds: float) -> float:
     return images / seconds if seconds > 0 else float("nan")
 
 
-def timing_check(holds: bool, claim: str) -> bool:
-    """Print whether a claim about measured time held in this run; return ``holds``.
+def timing_check(holds: bool, claim: str) -> None:
+    """Print whether a claim about measured time held in this run.
 
     Wall-clock comparisons depend on the processor, its caches, its threads and whatever
     else the machine is doing, so the course never *asserts* them: a page would fail on a
     busy or unusual machine. Pages assert the machine-independent part of a claim (counts of
     operations and bytes) and report the timing part with this line, so a reader whose
     machine disagrees sees it said plainly instead of a silent mismatch with the prose.
+    It returns nothing, so that as a cell's last line it adds no ``True`` under the line.
     """
     if holds:
         print(f"timing check -- held in this run: {claim}")
@@ -114,7 +115,6 @@ def timing_check(holds: bool, claim: str) -> bool:
         print(f"timing check -- did NOT hold in this run: {claim}. Timings depend on the "
               "processor, its caches and its load; run the cell again, or read it as what "
               "this machine does.")
-    return holds
 
 
 # --------------------------------------------------------------------------------------

@@ -89,8 +89,8 @@ def test_mfu_and_throughput_arithmetic():
 
 
 def test_timing_check_reports_both_outcomes_and_never_raises(capsys):
-    assert timing_check(True, "a is faster than b") is True
-    assert timing_check(False, "a is faster than b") is False
+    timing_check(True, "a is faster than b")
+    timing_check(False, "a is faster than b")  # reported, not raised
     held, failed = capsys.readouterr().out.strip().splitlines()
     assert held == "timing check -- held in this run: a is faster than b"
     assert failed.startswith("timing check -- did NOT hold in this run: a is faster than b.")
